@@ -1,0 +1,3 @@
+from emovid.cli import main
+
+main()

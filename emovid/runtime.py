@@ -1,0 +1,83 @@
+"""ONNX Runtime sessions on the best available execution provider, with a tested CPU fallback."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from emovid.errors import DeviceError, ModelError
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    tensorrt = "tensorrt"
+
+
+_PROVIDERS = {
+    Device.cpu: ["CPUExecutionProvider"],
+    Device.cuda: ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    Device.tensorrt: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+_SHORT = {"TensorrtExecutionProvider": "TensorRT", "CUDAExecutionProvider": "CUDA", "CPUExecutionProvider": "CPU"}
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    provider: str  # e.g. "CUDAExecutionProvider"
+    device: Device
+
+    def describe(self) -> str:
+        return f"ONNX Runtime: running on {_SHORT.get(self.provider, self.provider)} ({self.provider})"
+
+
+def _ort():
+    import onnxruntime as ort
+
+    # 4 = fatal only: a CUDA provider that cannot load logs an error before falling back, which is expected
+    # on CPU-only machines; create_session reports the provider really in use instead.
+    ort.set_default_logger_severity(4)
+    return ort
+
+
+def session_options(intra_op_threads: int = 0):
+    ort = _ort()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = intra_op_threads
+    options.log_severity_level = 4
+    return options
+
+
+def create_session(model_path: str | Path, device: Device | str = Device.auto, intra_op_threads: int = 0):
+    """Create an InferenceSession and report which provider actually runs it.
+
+    `auto` tries CUDA when onnxruntime offers it and keeps it only if the session really uses it
+    (onnxruntime-gpu lists CUDA even on machines without a GPU). `cuda`/`tensorrt` on a machine that
+    cannot run them raise DeviceError; `cpu` never touches the GPU.
+    """
+    ort = _ort()
+    device = Device(device)
+    path = Path(model_path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
+    available = set(ort.get_available_providers())
+    if device is Device.auto:
+        wanted = _PROVIDERS[Device.cuda] if "CUDAExecutionProvider" in available else _PROVIDERS[Device.cpu]
+    else:
+        wanted = _PROVIDERS[device]
+        if wanted[0] not in available:
+            raise DeviceError(f"--device {device.value}: this onnxruntime build has no {wanted[0]} "
+                              f"(available: {', '.join(sorted(available))})")
+    try:
+        session = ort.InferenceSession(str(path), sess_options=session_options(intra_op_threads), providers=wanted)
+    except Exception as exc:  # onnxruntime raises its own untyped errors for corrupt files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path}: not a loadable ONNX model ({first[:200]})") from exc
+    used = session.get_providers()[0]
+    if device in (Device.cuda, Device.tensorrt) and used != wanted[0]:
+        raise DeviceError(f"--device {device.value}: {wanted[0]} could not start on this machine "
+                          "(no GPU, or CUDA/cuDNN libraries missing); use --device cpu or auto")
+    return session, RuntimeInfo(provider=used, device=device)
