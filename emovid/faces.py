@@ -37,7 +37,8 @@ class Faces:
     probs: np.ndarray
 
     def __post_init__(self) -> None:
-        xyxy = _frozen(np.reshape(self.xyxy, (-1, 4)) if np.size(self.xyxy) == 0 else self.xyxy, np.float32, (4,), "xyxy")
+        raw_xyxy = np.reshape(self.xyxy, (-1, 4)) if np.size(self.xyxy) == 0 else self.xyxy
+        xyxy = _frozen(raw_xyxy, np.float32, (4,), "xyxy")
         n = len(xyxy)
         fields = {
             "xyxy": xyxy,

@@ -204,7 +204,8 @@ def train(config: TrainConfig, resume: bool = False, log=print, data: FerData | 
     if resume and paths.last.exists() and paths.state.exists():
         state = TrainState(**json.loads(paths.state.read_text()))
         if state.finished:
-            log(f"{config.arch}: already finished ({state.epoch} epochs, best PublicTest {state.best_val_accuracy:.4f})")
+            log(f"{config.arch}: already finished ({state.epoch} epochs, "
+                f"best PublicTest {state.best_val_accuracy:.4f})")
             return state
         model = keras.models.load_model(paths.last)
         log(f"{config.arch}: resuming after epoch {state.epoch} (best PublicTest {state.best_val_accuracy:.4f})")

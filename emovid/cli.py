@@ -1,0 +1,222 @@
+"""The `emovid` command line: `annotate` and `timeline` (plus the training commands when that module exists).
+
+Thin: parse options, call emovid.pipeline, map errors to exit codes. Heavy modules (numpy, cv2, av,
+onnxruntime, pandas, matplotlib) are imported inside the command bodies so `emovid --help` is instant.
+Exit codes: 0 every video done or skipped; 1 some video failed (the summary lists each with its reason);
+2 usage or setup error, nothing processed (no inputs found, bad option, model or device unavailable);
+130 interrupted (Ctrl-C; temporary files are removed). Everything but `--csv -` data goes to stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from emovid import __version__
+from emovid.runtime import Device
+
+app = typer.Typer(
+    name="emovid",
+    help="Emotion recognition for videos: detect and track faces, classify their emotions (FER2013's 7), "
+         "write an annotated video and a per-second timeline.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class Detector(StrEnum):
+    centerface = "centerface"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"emovid {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    """Emotion recognition for videos."""
+
+
+Videos = Annotated[list[str], typer.Argument(
+    metavar="VIDEO", show_default=False,
+    help="Video files, folders (their .mp4 .mov .mkv .avi .webm .m4v files) or globs ('clips/**/*.mp4').")]
+Out = Annotated[Path | None, typer.Option(
+    "--out", "-o", file_okay=False, metavar="DIR",
+    help="Output folder (created if needed). Default: beside each input.")]
+Model = Annotated[str, typer.Option(
+    "--model", "-m", metavar="MODEL",
+    help="Emotion model: best (the shipped model with the highest test accuracy), scratch, mobilenetv2, vgg16, "
+         "ensemble (mean of the shipped models) or PATH.onnx.")]
+DeviceOpt = Annotated[Device, typer.Option("--device", help="Execution device (auto: CUDA when it works, else CPU).")]
+DetectorOpt = Annotated[Detector, typer.Option("--detector", help="Face detector.")]
+MinFace = Annotated[int, typer.Option("--min-face", min=0, metavar="PX", help="Ignore faces smaller than PX pixels.")]
+Every = Annotated[int, typer.Option(
+    "--every", min=1, metavar="N", help="Detect faces every N analysed frames; track them in between (faster).")]
+PerFrame = Annotated[bool, typer.Option(
+    "--per-frame", help="Also write <stem>.frames.csv (one row per face per analysed frame).")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Redo videos whose outputs already exist.")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks of failures.")]
+
+
+def _debug_logging() -> None:
+    """emovid's log messages (e.g. damaged packets skipped) on stderr, down to DEBUG."""
+    import logging
+
+    class StderrHandler(logging.Handler):  # sys.stderr as it is at each message (test runners swap it)
+        def emit(self, record: logging.LogRecord) -> None:
+            sys.stderr.write(self.format(record) + "\n")
+
+    logger = logging.getLogger("emovid")
+    if not any(type(h).__name__ == "StderrHandler" for h in logger.handlers):
+        handler = StderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+
+
+def _fail_usage(message: str) -> typer.Exit:
+    typer.echo(f"error: {' '.join(message.split())}", err=True)
+    return typer.Exit(2)
+
+
+def _run(videos: list[str], *, out: Path | None, model: str, device: Device, detector: Detector, min_face: int,
+         every: int, per_frame: bool, overwrite: bool, debug: bool, video: bool, csv: str | None = None,
+         sample_fps: float | None = None) -> None:
+    import traceback
+
+    from emovid.errors import EmovidError, OutputError
+    from emovid.outputs import prepare_dir, write_atomic
+    from emovid.pipeline import AnalysisOptions, OutputOptions, check_output_collisions, collect_inputs, run_batch
+    from emovid.progress import ConsoleReporter, failure_line, stderr_console, summary_table
+    from emovid.timeline import timelines_csv
+
+    console = stderr_console()
+    if debug:
+        _debug_logging()
+    try:
+        paths = collect_inputs(videos)
+        if csv == "-" and len(paths) != 1:
+            raise typer.BadParameter(f"'-' (stdout) needs exactly one input video, got {len(paths)}",
+                                     param_hint="--csv")
+        if csv not in (None, "-"):
+            prepare_dir(Path(csv).parent)  # fail before the analysis, not after it
+        options = AnalysisOptions(model=model, device=device.value, detector=detector.value, min_face_px=min_face,
+                                  every=every, sample_fps=sample_fps)
+        # --csv collects every input's rows into one file, so every input is analysed (no skipping).
+        outputs = OutputOptions(out_dir=out, video=video, csv=csv is None, png=True, frames=per_frame,
+                                overwrite=overwrite or csv is not None)
+        check_output_collisions(paths, outputs)
+        with ConsoleReporter(console) as reporter:
+            results = run_batch(paths, options, outputs, reporter=reporter)
+    except KeyboardInterrupt:
+        typer.echo("interrupted (unfinished outputs removed)", err=True)
+        raise typer.Exit(130) from None
+    except EmovidError as exc:  # nothing could run: no inputs, model or device unavailable
+        if debug:
+            traceback.print_exc()
+        raise _fail_usage(str(exc)) from None
+    except (typer.BadParameter, typer.Exit):
+        raise
+    except Exception as exc:  # a bug: one line unless --debug
+        if debug:
+            raise
+        from emovid.pipeline import one_line
+
+        typer.echo(f"error: internal error: {one_line(exc)} (--debug shows the traceback)", err=True)
+        raise typer.Exit(1) from None
+
+    csv_path = None
+    if csv is not None:
+        done = [r.timeline for r in results if r.status == "done" and r.timeline is not None]
+        text = timelines_csv(done)
+        if csv == "-":
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        else:
+            try:
+                csv_path = write_atomic(Path(csv), text)
+            except OutputError as exc:
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(1) from None
+
+    console.print(summary_table(results))
+    where = f"in {out}" if out is not None else "beside each input"
+    if any(r.status == "done" for r in results):
+        console.print(f"outputs are {where}", highlight=False, markup=False)
+    if csv_path is not None:
+        console.print(f"timeline CSV of {len(done)} video(s): {csv_path}", highlight=False, markup=False)
+    failed = [r for r in results if r.status == "failed"]
+    for r in failed:
+        if debug and r.exception is not None:
+            console.print("".join(traceback.format_exception(r.exception)), highlight=False, markup=False)
+        typer.echo(f"failed: {failure_line(r)}", err=True)
+    if failed:
+        typer.echo(f"{len(failed)} of {len(results)} video(s) failed", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def annotate(
+    videos: Videos,
+    out: Out = None,
+    model: Model = "best",
+    device: DeviceOpt = Device.auto,
+    detector: DetectorOpt = Detector.centerface,
+    min_face: MinFace = 0,
+    every: Every = 1,
+    per_frame: PerFrame = False,
+    overwrite: Overwrite = False,
+    debug: Debug = False,
+) -> None:
+    """Write <stem>.annotated.mp4 (boxes, track ids, emotions; audio kept) plus the timeline CSV and PNG."""
+    _run(videos, out=out, model=model, device=device, detector=detector, min_face=min_face, every=every,
+         per_frame=per_frame, overwrite=overwrite, debug=debug, video=True)
+
+
+@app.command()
+def timeline(
+    videos: Videos,
+    csv: Annotated[str | None, typer.Option(
+        "--csv", metavar="PATH|-",
+        help="Write the timeline CSV of all inputs to PATH ('-': stdout, one input only) instead of "
+             "<stem>.timeline.csv; every input is then analysed.")] = None,
+    sample_fps: Annotated[float | None, typer.Option(
+        "--sample-fps", min=0.01, metavar="F", help="Analyse F frames per second of video (default: every frame).")]
+    = None,
+    out: Out = None,
+    model: Model = "best",
+    device: DeviceOpt = Device.auto,
+    detector: DetectorOpt = Detector.centerface,
+    min_face: MinFace = 0,
+    every: Every = 1,
+    per_frame: PerFrame = False,
+    overwrite: Overwrite = False,
+    debug: Debug = False,
+) -> None:
+    """Write <stem>.timeline.csv (mean emotion probabilities per person per second) and <stem>.timeline.png,
+    without rendering video."""
+    _run(videos, out=out, model=model, device=device, detector=detector, min_face=min_face, every=every,
+         per_frame=per_frame, overwrite=overwrite, debug=debug, video=False, csv=csv, sample_fps=sample_fps)
+
+
+try:
+    from emovid.cli_training import register as _register_training
+except ModuleNotFoundError as _exc:  # the training commands' module is optional while it is being written
+    if _exc.name != "emovid.cli_training":
+        raise
+else:
+    _register_training(app)
+
+
+def main() -> None:
+    app(prog_name="emovid")

@@ -1,0 +1,258 @@
+"""The `train`, `export-onnx` and `evaluate` commands: thin wrappers over the top-level `training` package.
+
+Imports of `training` (and TensorFlow) happen inside the command bodies, so `emovid --help` stays fast and
+the video commands work without the training extra. `evaluate` runs on ONNX Runtime only.
+Exit codes: 0 ok, 1 a TrainingError (one line), 2 a usage error or a missing training extra.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+INSTALL_HINT = "pip install 'emovid[train]'"
+ARCH_NAMES = ("scratch", "mobilenetv2", "vgg16")
+ENSEMBLE = "ensemble"
+
+
+class Arch(StrEnum):
+    scratch = "scratch"
+    mobilenetv2 = "mobilenetv2"
+    vgg16 = "vgg16"
+
+
+class Labels(StrEnum):
+    fer2013 = "fer2013"
+    ferplus_majority = "ferplus-majority"
+    ferplus_soft = "ferplus-soft"
+
+
+class Precision(StrEnum):
+    mixed_bfloat16 = "mixed_bfloat16"
+    float32 = "float32"
+
+
+def shipped_models_dir() -> Path:
+    """emovid/models inside the installed package."""
+    from importlib.resources import files
+
+    return Path(str(files("emovid") / "models"))
+
+
+def _echo_error(message: str) -> None:
+    typer.echo(" ".join(str(message).split()), err=True)  # always one line
+
+
+def _missing_extra(command: str, module: str) -> typer.Exit:
+    _echo_error(f"emovid {command} needs the training extra ({module} is not installed): {INSTALL_HINT}")
+    return typer.Exit(2)
+
+
+def _require_training_extra(command: str, modules: tuple[str, ...]) -> None:
+    """Check (without importing: TensorFlow is slow to start and chatty) that the training stack is installed;
+    when it is not, print the install command (one line) and exit 2."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    for name in ("training", *modules):
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise _missing_extra(command, name)
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    _echo_error(f"error: {exc}")
+    return typer.Exit(1)
+
+
+def train_command(
+    arch: Annotated[Arch, typer.Option(help="Architecture to train.")],
+    data: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="FER2013-format file (.csv or .csv.gz).")],
+    out: Annotated[Path, typer.Option(file_okay=False, help="Run folder (checkpoints, state.json, history).")],
+    epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (default 40).")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Batch size (default 64).")] = None,
+    weights: Annotated[str | None, typer.Option(
+        help="Backbone start for mobilenetv2/vgg16: imagenet, none or a local Keras .h5 file.")] = None,
+    labels: Annotated[Labels, typer.Option(help="Training targets.")] = Labels.fer2013,
+    ferplus: Annotated[Path | None, typer.Option(
+        exists=True, dir_okay=False, help="FER+ votes (fer2013new.csv), for --labels ferplus-*.")] = None,
+    ferplus_index: Annotated[Path | None, typer.Option(
+        exists=True, dir_okay=False, help="Row index joining FER+ votes to --data (orig_row column).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out after an interruption.")] = False,
+    seed: Annotated[int | None, typer.Option(help="Random seed (default 1234).")] = None,
+    precision: Annotated[Precision | None, typer.Option(
+        help="Keras precision policy (default mixed_bfloat16).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N training images (smoke runs).")]
+    = None,
+) -> None:
+    """Train one emotion model on a FER2013-format file (needs the training extra)."""
+    if labels is not Labels.fer2013 and ferplus is None:
+        raise typer.BadParameter(f"--labels {labels.value} needs the FER+ votes file", param_hint="--ferplus")
+    if weights is not None and arch is Arch.scratch:
+        raise typer.BadParameter("applies to mobilenetv2 and vgg16 only", param_hint="--weights")
+    _require_training_extra("train", ("tensorflow", "keras"))
+    from training import TrainingError
+    from training.data import load_fer2013
+    from training.train import TrainConfig, train
+
+    options = {"epochs": epochs, "batch_size": batch_size, "seed": seed, "limit": limit,
+               "precision": precision.value if precision else None}
+    config = TrainConfig(
+        arch=arch.value, data=str(data), out_dir=str(out), labels=labels.value, weights=weights,
+        ferplus=str(ferplus) if ferplus else None, ferplus_index=str(ferplus_index) if ferplus_index else None,
+        **{k: v for k, v in options.items() if v is not None},
+    )
+    try:
+        fer = load_fer2013(data)  # data errors are reported before TensorFlow starts
+        train(config, resume=resume, log=typer.echo, data=fer)
+    except TrainingError as exc:
+        raise _fail(exc) from None
+    except ImportError as exc:  # installed but broken, or a partial install
+        raise _missing_extra("train", exc.name or str(exc)) from None
+    except KeyboardInterrupt:
+        _echo_error(f"interrupted; continue with: emovid train --arch {arch.value} --data {data} --out {out} --resume")
+        raise typer.Exit(130) from None
+
+
+def export_command(
+    runs: Annotated[Path, typer.Option(exists=True, file_okay=False, help="Folder of training runs (RUNS/<arch>/).")],
+    data: Annotated[Path, typer.Option(
+        exists=True, dir_okay=False, help="FER2013-format file: parity images and PublicTest/PrivateTest accuracy.")],
+    out: Annotated[Path, typer.Option(file_okay=False, help="Output folder, e.g. emovid/models/.")],
+    model: Annotated[list[Arch] | None, typer.Option(help="Model(s) to export (repeatable; default all three).")]
+    = None,
+    tta_flip: Annotated[bool, typer.Option(
+        "--tta-flip/--no-tta-flip", help="Average each face with its mirror image inside the graph.")] = False,
+    opset: Annotated[int, typer.Option(min=13, max=18, help="ONNX opset.")] = 17,
+) -> None:
+    """Export trained runs to emovid ONNX models, checked against Keras on real images (needs the training extra)."""
+    _require_training_extra("export-onnx", ("tensorflow", "keras", "tf2onnx", "onnx"))
+    from training import TrainingError
+    from training.data import load_fer2013
+    from training.export import export_run
+
+    archs = [m.value for m in (model or list(Arch))]
+    archs = list(dict.fromkeys(archs))
+    try:
+        for arch in archs:  # every run must be there before anything is written
+            for needed in ("state.json", "best.weights.h5"):
+                if not (runs / arch / needed).is_file():
+                    raise TrainingError(f"{runs / arch / needed}: not found; train {arch} first (emovid train "
+                                        f"--arch {arch} --out {runs / arch})")
+        fer = load_fer2013(data)
+        for arch in archs:
+            export_run(runs / arch, out / f"{arch}.onnx", data=fer, tta_flip=tta_flip, arch=arch, opset=opset,
+                       log=typer.echo)
+    except TrainingError as exc:
+        raise _fail(exc) from None
+    except ImportError as exc:
+        raise _missing_extra("export-onnx", exc.name or str(exc)) from None
+
+
+def resolve_models(names: list[str] | None, models_dir: Path | None = None) -> tuple[list[tuple[str, Path]], bool]:
+    """`--model` values -> ([(name, onnx path)], ensemble?). Default: every shipped model plus the ensemble.
+
+    `ensemble` alone (or with a single model) means the ensemble of all shipped models.
+    """
+    models_dir = models_dir or shipped_models_dir()
+    shipped = [(a, models_dir / f"{a}.onnx") for a in ARCH_NAMES if (models_dir / f"{a}.onnx").is_file()]
+    if not names:
+        if not shipped:
+            raise typer.BadParameter(f"no shipped models in {models_dir}; pass --model PATH.onnx", param_hint="--model")
+        return shipped, len(shipped) >= 2
+    chosen: list[tuple[str, Path]] = []
+    ensemble = False
+    for name in names:
+        if name == ENSEMBLE:
+            ensemble = True
+        elif name in ARCH_NAMES:
+            path = models_dir / f"{name}.onnx"
+            if not path.is_file():
+                raise typer.BadParameter(f"{name} is not shipped ({path} is missing)", param_hint="--model")
+            chosen.append((name, path))
+        elif name.endswith(".onnx"):
+            chosen.append((Path(name).stem, Path(name)))
+        else:
+            raise typer.BadParameter(f"{name!r}: expected {', '.join(ARCH_NAMES)}, {ENSEMBLE} or a PATH.onnx",
+                                     param_hint="--model")
+    seen: dict[str, int] = {}
+    unique = []
+    for name, path in chosen:  # the same file twice counts once; two files with one stem keep their paths as names
+        if any(p == path for _, p in unique):
+            continue
+        seen[name] = seen.get(name, 0) + 1
+        unique.append((name if seen[name] == 1 else str(path), path))
+    if ensemble and len(unique) < 2:
+        for item in shipped:
+            if all(p != item[1] for _, p in unique):
+                unique.append(item)
+        if len(unique) < 2:
+            raise typer.BadParameter("the ensemble needs at least two models", param_hint="--model")
+    return unique, ensemble
+
+
+def _print_table(evaluation) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{evaluation.split} of {Path(evaluation.data).name}: {evaluation.n_images} images",
+                  title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1),
+                  collapse_padding=True)
+    table.add_column("model", no_wrap=True)
+    table.add_column("accuracy", justify="right")
+    for label in evaluation.labels:
+        table.add_column(label, justify="right")
+    notes = ["per-class columns: recall (share of each true class predicted correctly)"]
+    for score in evaluation.models:
+        recalls = [("-" if r is None else f"{r:.0%}") for r in score.per_class_recall.values()]
+        table.add_row(score.name, f"{score.accuracy:.2%}", *recalls)
+        if score.members:
+            notes.append(f"{score.name}: mean of the probabilities of {', '.join(score.members)}")
+    console = Console()
+    console.print(table)
+    for note in notes:
+        console.print(note, highlight=False)
+
+
+def evaluate_command(
+    data: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="FER2013-format file (.csv or .csv.gz).")],
+    split: Annotated[str, typer.Option(help="Training, PublicTest or PrivateTest.")] = "PrivateTest",
+    model: Annotated[list[str] | None, typer.Option(
+        help="scratch, mobilenetv2, vgg16, ensemble or PATH.onnx (repeatable; default all shipped + ensemble).")]
+    = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the results as JSON instead of a table.")] = False,
+    confusion_png: Annotated[Path | None, typer.Option(help="Also write the confusion matrices to this PNG.")] = None,
+) -> None:
+    """Accuracy, per-class recall and confusion matrices of ONNX models on a FER2013 split (ONNX Runtime only)."""
+    if split not in ("Training", "PublicTest", "PrivateTest"):
+        raise typer.BadParameter("expected Training, PublicTest or PrivateTest", param_hint="--split")
+    models, ensemble = resolve_models(model)
+    from training import TrainingError
+    from training.evaluate import evaluate, save_confusion_png
+
+    try:
+        evaluation = evaluate(models, data, split=split, ensemble=ensemble)
+        if confusion_png is not None:
+            save_confusion_png(evaluation, confusion_png)
+    except (TrainingError, OSError) as exc:
+        raise _fail(exc) from None
+    if json_output:
+        typer.echo(evaluation.to_json())
+    else:
+        _print_table(evaluation)
+    if confusion_png is not None:
+        typer.echo(f"wrote {confusion_png}", err=json_output)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `train`, `export-onnx` and `evaluate` to the emovid Typer app."""
+    app.command("train")(train_command)
+    app.command("export-onnx")(export_command)
+    app.command("evaluate")(evaluate_command)

@@ -1,0 +1,444 @@
+"""The pipeline: probe -> read_frames -> detect (every N) / track -> crop + classify (batched) -> annotate +
+VideoSink (annotate only) -> timeline rows.
+
+Stages are generators over small records, so decode, inference and encode can later run in threads without
+changing what each stage does. `process_video` analyses one video and writes its outputs atomically;
+`run_batch` runs many and turns each video's failure into a result; `analyze` is the notebook API.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
+
+import numpy as np
+
+from emovid.errors import EmovidError, InputError
+from emovid.faces import Faces, Frame, FrameFaces
+from emovid.outputs import (
+    OutputPaths,
+    atomic_output,
+    atomic_text,
+    is_output_name,
+    output_paths,
+    prepare_dir,
+    write_atomic,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from emovid.classify import EmotionClassifier
+    from emovid.detect import FaceDetector
+    from emovid.timeline import Timeline
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
+ProgressCallback = Callable[[int, int], None]  # (frames decoded so far, expected frame count)
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """What is analysed and how (the same for every video of a batch)."""
+
+    model: str = "best"  # best | scratch | mobilenetv2 | vgg16 | ensemble | PATH.onnx
+    device: str = "auto"  # auto | cpu | cuda | tensorrt
+    detector: str = "centerface"
+    min_face_px: int = 0  # ignore faces smaller than this (box side, pixels)
+    every: int = 1  # run the detector every N analysed frames; the tracker predicts boxes in between
+    sample_fps: float | None = None  # analyse this many frames per second of video (None: every frame)
+    max_gap_s: float = 1.0  # a track survives this long without detections
+    batch_frames: int = 8  # frames whose faces are classified in one batch
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError(f"every must be >= 1, got {self.every}")
+        if self.sample_fps is not None and not (self.sample_fps > 0 and math.isfinite(self.sample_fps)):
+            raise ValueError(f"sample_fps must be > 0, got {self.sample_fps}")
+        if self.min_face_px < 0:
+            raise ValueError(f"min_face_px must be >= 0, got {self.min_face_px}")
+        if self.batch_frames < 1:
+            raise ValueError(f"batch_frames must be >= 1, got {self.batch_frames}")
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """What is written where. Defaults: the timeline CSV and PNG beside the input."""
+
+    out_dir: Path | None = None  # None: beside each input
+    video: bool = False  # <stem>.annotated.mp4
+    csv: bool = True  # <stem>.timeline.csv
+    png: bool = True  # <stem>.timeline.png
+    frames: bool = False  # <stem>.frames.csv
+    overwrite: bool = False  # False: skip a video whose outputs all exist
+
+    def paths_for(self, video_path: Path) -> OutputPaths:
+        return output_paths(video_path, self.out_dir, video=self.video, csv=self.csv, png=self.png,
+                            frames=self.frames)
+
+
+NO_OUTPUTS = OutputOptions(csv=False, png=False)
+
+
+@dataclass
+class Models:
+    """The detector and emotion classifier of a batch (loaded once)."""
+
+    detector: FaceDetector
+    classifier: EmotionClassifier
+
+    def describe(self) -> str:
+        """One line: the execution provider in use, then the emotion model."""
+        line = self.classifier.runtime.describe()
+        detector_runtime = getattr(self.detector, "runtime", None)
+        if detector_runtime is not None and detector_runtime.provider != self.classifier.runtime.provider:
+            line += f" (face detector: {detector_runtime.describe()})"
+        return f"{line}; {self.classifier.describe()}"
+
+
+def load_models(options: AnalysisOptions) -> Models:
+    """Load the face detector and the emotion classifier (ModelError / DeviceError on failure)."""
+    from emovid.classify import load_classifier
+
+    classifier = load_classifier(options.model, options.device)
+    from emovid.detect import load_detector
+
+    detector = load_detector(options.detector, device=options.device, min_face_px=options.min_face_px)
+    return Models(detector=detector, classifier=classifier)
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    path: Path
+    status: Literal["done", "skipped", "failed"]
+    outputs: tuple[Path, ...] = ()
+    duration_s: float | None = None
+    frames: int = 0  # frames decoded
+    analysed_frames: int = 0
+    tracks: int = 0  # distinct track ids (people) seen
+    elapsed_s: float = 0.0
+    error: str | None = None  # one line, for failures
+    timeline: Timeline | None = field(default=None, repr=False)
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def fps(self) -> float | None:
+        """Processing speed (decoded frames per second of wall time)."""
+        return self.frames / self.elapsed_s if self.elapsed_s > 0 and self.frames else None
+
+
+# --- inputs -----------------------------------------------------------------------------------------------------
+
+
+def _videos_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS and not is_output_name(p.name))
+
+
+def collect_inputs(args: Sequence[str | Path]) -> list[Path]:
+    """Files, folders (their video files by extension, not recursive) and globs (`**` recurses) -> video paths in
+    argument order, each once. InputError when an argument matches nothing."""
+    found: list[Path] = []
+    empty: list[str] = []
+    for arg in args:
+        text = str(arg)
+        path = Path(text).expanduser()
+        if path.is_file():
+            matches = [path]
+        elif path.is_dir():
+            matches = _videos_in(path)
+        elif glob.has_magic(text):
+            matches = []
+            for hit in sorted(glob.glob(str(path), recursive=True)):
+                hit_path = Path(hit)
+                if hit_path.is_dir():
+                    matches.extend(_videos_in(hit_path))
+                elif hit_path.suffix.lower() in VIDEO_EXTENSIONS and not is_output_name(hit_path.name):
+                    matches.append(hit_path)
+        else:
+            raise InputError(f"{text}: no such file or folder")
+        if not matches:
+            empty.append(text)
+        found.extend(matches)
+    if empty:
+        kinds = "/".join(e.lstrip(".") for e in VIDEO_EXTENSIONS)
+        raise InputError(f"{', '.join(empty)}: no video files found ({kinds})")
+    unique: dict[Path, Path] = {}
+    for path in found:
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values())
+
+
+def check_output_collisions(paths: Sequence[Path], outputs: OutputOptions) -> None:
+    """InputError when two inputs would write the same output file (same stem, same output folder)."""
+    owner: dict[Path, Path] = {}
+    for path in paths:
+        for out in outputs.paths_for(path).paths():
+            key = out.resolve()
+            if key in owner:
+                raise InputError(f"{owner[key]} and {path} would both write {out}; process them in separate runs "
+                                 "or with different --out folders")
+            owner[key] = path
+
+
+# --- the frame pipeline -----------------------------------------------------------------------------------------
+
+
+class AnalysedFrame(NamedTuple):
+    """One decoded frame after analysis. `faces` is None for frames not analysed (--sample-fps);
+    `image` is None when the caller did not ask to keep images."""
+
+    index: int
+    timestamp_s: float
+    image: np.ndarray | None
+    faces: FrameFaces | None
+
+
+class Sampler:
+    """Picks the first frame at or after each multiple of 1/fps (variable frame rate safe); None takes all."""
+
+    def __init__(self, fps: float | None):
+        self.fps = fps
+        self._next_s = 0.0
+
+    def take(self, timestamp_s: float) -> bool:
+        if self.fps is None:
+            return True
+        if timestamp_s + 1e-6 < self._next_s:
+            return False
+        self._next_s = (math.floor(timestamp_s * self.fps + 1e-6) + 1) / self.fps
+        return True
+
+
+class _Pending(NamedTuple):
+    index: int
+    timestamp_s: float
+    image: np.ndarray | None  # kept while its faces wait to be cropped, or when the caller keeps images
+    faces: Faces | None  # None: not analysed
+
+
+def classify_batch(classifier: EmotionClassifier, pending: Sequence[tuple[np.ndarray, Faces]]) -> list[Faces]:
+    """Crop and classify the faces of several frames in one batch; each Faces comes back with its probs."""
+    from emovid.classify import crop_faces
+
+    crops = [crop_faces(image, faces.xyxy) for image, faces in pending if len(faces)]
+    if not crops:
+        return [faces for _, faces in pending]
+    probs = classifier.predict(np.concatenate(crops, axis=0))
+    out, start = [], 0
+    for _, faces in pending:
+        out.append(faces.with_probs(probs[start:start + len(faces)]))
+        start += len(faces)
+    return out
+
+
+def analyse_frames(frames: Iterable[Frame], models: Models, options: AnalysisOptions, tracker=None,
+                   keep_images: bool = False) -> Iterator[AnalysedFrame]:
+    """Detect (every N analysed frames) / track / classify; yields every decoded frame, in order.
+
+    The faces of up to `options.batch_frames` analysed frames are classified in one batch. `tracker` defaults to
+    a new FaceTracker(max_gap_s=options.max_gap_s); `keep_images` passes the images on (for annotation).
+    """
+    if tracker is None:
+        from emovid.track import FaceTracker
+
+        tracker = FaceTracker(max_gap_s=options.max_gap_s)
+    sampler = Sampler(options.sample_fps)
+    pending: list[_Pending] = []
+    n_analysed = n_pending_analysed = 0
+
+    def flush() -> Iterator[AnalysedFrame]:
+        analysed = [(p.image, p.faces) for p in pending if p.faces is not None]
+        classified = iter(classify_batch(models.classifier, analysed))
+        for p in pending:
+            faces = None if p.faces is None else FrameFaces(p.index, p.timestamp_s, next(classified))
+            yield AnalysedFrame(p.index, p.timestamp_s, p.image if keep_images else None, faces)
+        pending.clear()
+
+    for frame in frames:
+        if sampler.take(frame.timestamp_s):
+            if n_analysed % options.every == 0:
+                faces = tracker.update(models.detector.detect(frame.image), frame.timestamp_s)
+            else:
+                faces = tracker.predict(frame.timestamp_s)
+            n_analysed += 1
+            n_pending_analysed += 1
+            pending.append(_Pending(frame.index, frame.timestamp_s, frame.image, faces))
+        else:
+            pending.append(_Pending(frame.index, frame.timestamp_s, frame.image if keep_images else None, None))
+        if n_pending_analysed >= options.batch_frames or len(pending) >= 4 * options.batch_frames:
+            yield from flush()
+            n_pending_analysed = 0
+    yield from flush()
+
+
+# --- one video --------------------------------------------------------------------------------------------------
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: EmovidError messages as they are, others prefixed with their type."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, EmovidError) and text:
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def process_video(path: Path | str, options: AnalysisOptions = AnalysisOptions(),
+                  outputs: OutputOptions = OutputOptions(), progress: ProgressCallback | None = None,
+                  models: Models | None = None, on_frame: Callable[[FrameFaces], None] | None = None) -> VideoResult:
+    """Analyse one video and write its outputs (each atomically; all or none replace at the end).
+
+    Skips (status "skipped") when every wanted output exists and not `outputs.overwrite`. Raises EmovidError
+    subclasses for problems the user can fix (InputError for an undecodable file, OutputError, ModelError...).
+    """
+    from emovid.annotate import annotate
+    from emovid.timeline import TimelineBuilder, frame_rows, render_png
+    from emovid.video import VideoSink, probe, read_frames
+
+    path = Path(path)
+    paths = outputs.paths_for(path)
+    if not outputs.overwrite and paths.complete():
+        return VideoResult(path=path, status="skipped", outputs=paths.paths())
+    started = time.perf_counter()
+    info = probe(path)
+    if paths.paths():
+        prepare_dir(paths.paths()[0].parent)
+    models = models or load_models(options)
+    builder = TimelineBuilder(path.name, info.duration_s)
+    tracks: set[int] = set()
+    decoded = analysed = 0
+    total = max(int(info.frame_count), 0)
+    if progress is not None:
+        progress(0, total)
+    with ExitStack() as stack:
+        sink = None
+        if paths.video is not None:
+            temp_video = stack.enter_context(atomic_output(paths.video))
+            sink = stack.enter_context(VideoSink(temp_video, info, audio_from=path if info.has_audio else None))
+        frames_file = None
+        if paths.frames is not None:
+            import csv
+
+            from emovid.timeline import FRAME_COLUMNS
+
+            frames_file = csv.writer(stack.enter_context(atomic_text(paths.frames)), lineterminator="\n")
+            frames_file.writerow(FRAME_COLUMNS)
+        stream = analyse_frames(read_frames(path, info), models, options, keep_images=sink is not None)
+        for item in stream:
+            decoded += 1
+            if item.faces is not None:
+                analysed += 1
+                builder.add(item.faces)
+                tracks.update(int(t) for t in item.faces.faces.track_id if t >= 0)
+                if frames_file is not None:
+                    frames_file.writerows(frame_rows(item.faces))
+                if on_frame is not None:
+                    on_frame(item.faces)
+            if sink is not None:
+                faces = item.faces.faces if item.faces is not None else Faces.empty()
+                sink.write(annotate(item.image, faces, models.classifier.labels), item.timestamp_s)
+            if progress is not None:
+                progress(decoded, max(total, decoded))
+        if decoded == 0:
+            raise InputError(f"{path}: no frames could be decoded")
+        timeline = builder.build()
+        if paths.csv is not None:
+            write_atomic(paths.csv, timeline.to_csv())
+        if paths.png is not None:
+            write_atomic(paths.png, render_png(timeline))
+    return VideoResult(path=path, status="done", outputs=paths.paths(), duration_s=info.duration_s, frames=decoded,
+                       analysed_frames=analysed, tracks=len(tracks), elapsed_s=time.perf_counter() - started,
+                       timeline=timeline)
+
+
+# --- batches ----------------------------------------------------------------------------------------------------
+
+
+class BatchReporter(Protocol):
+    """What run_batch tells its caller (the CLI shows a progress bar and a summary with it)."""
+
+    def models_loaded(self, models: Models) -> None: ...
+
+    def video_started(self, path: Path) -> ProgressCallback | None: ...
+
+    def video_finished(self, result: VideoResult) -> None: ...
+
+
+class SilentReporter:
+    def models_loaded(self, models: Models) -> None:
+        pass
+
+    def video_started(self, path: Path) -> ProgressCallback | None:
+        return None
+
+    def video_finished(self, result: VideoResult) -> None:
+        pass
+
+
+def run_batch(paths: Sequence[Path], options: AnalysisOptions = AnalysisOptions(),
+              outputs: OutputOptions = OutputOptions(), reporter: BatchReporter | None = None,
+              models: Models | None = None) -> list[VideoResult]:
+    """Process videos one after the other. A video that fails becomes a "failed" result (one-line error) and the
+    others still run. Models load once, when the first video needs them: ModelError / DeviceError from loading
+    propagate (nothing can run). KeyboardInterrupt propagates after the current video's temporaries are removed.
+    """
+    reporter = reporter or SilentReporter()
+    results = []
+    for path in paths:
+        path = Path(path)
+        if not outputs.overwrite and outputs.paths_for(path).complete():
+            result = VideoResult(path=path, status="skipped", outputs=outputs.paths_for(path).paths())
+        else:
+            if models is None:
+                models = load_models(options)
+                reporter.models_loaded(models)
+            callback = reporter.video_started(path)
+            started = time.perf_counter()
+            try:
+                result = process_video(path, options, outputs, progress=callback, models=models)
+            except Exception as exc:  # one video's failure must not stop the batch
+                result = VideoResult(path=path, status="failed", error=one_line(exc),
+                                     elapsed_s=time.perf_counter() - started, exception=exc)
+        reporter.video_finished(result)
+        results.append(result)
+    return results
+
+
+# --- the Python API ---------------------------------------------------------------------------------------------
+
+_MODELS_CACHE: dict[tuple, Models] = {}
+
+
+def _cached_models(options: AnalysisOptions) -> Models:
+    key = (options.model, options.device, options.detector, options.min_face_px)
+    if key not in _MODELS_CACHE:
+        _MODELS_CACHE.clear()  # keep one set of sessions alive at most
+        _MODELS_CACHE[key] = load_models(options)
+    return _MODELS_CACHE[key]
+
+
+def analyze(path: Path | str, *, per_frame: bool = False, models: Models | None = None, **options) -> pd.DataFrame:
+    """Analyse one video and return its timeline as a pandas DataFrame (nothing is written).
+
+    Keyword options are AnalysisOptions fields (model, device, detector, min_face_px, every, sample_fps, ...).
+    per_frame=True returns one row per face per analysed frame instead of the per-second timeline.
+    Raises EmovidError subclasses (InputError, ModelError, DeviceError) with one-line messages.
+    """
+    unknown = sorted(set(options) - {f.name for f in dataclasses.fields(AnalysisOptions)})
+    if unknown:
+        raise TypeError(f"analyze() got unknown options: {', '.join(unknown)}")
+    analysis = AnalysisOptions(**options)
+    models = models or _cached_models(analysis)
+    frames: list[FrameFaces] = []
+    result = process_video(path, analysis, NO_OUTPUTS, models=models, on_frame=frames.append if per_frame else None)
+    if per_frame:
+        from emovid.timeline import frames_dataframe
+
+        return frames_dataframe(frames)
+    return result.timeline.to_dataframe()

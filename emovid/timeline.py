@@ -1,0 +1,248 @@
+"""The per-second timeline: mean emotion probabilities per track per second, as CSV, DataFrame and PNG.
+
+Every second of the video has at least one row (second k covers [k, k+1), the last one capped at the video's
+duration); a second without faces has exactly one row with an empty track_id, frames 0 and empty probabilities.
+Rows are sorted by second then track_id; floats are written with fixed decimals, so the same frames give
+byte-identical CSV text.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from emovid import EMOTIONS
+from emovid.faces import FrameFaces
+
+COLUMNS: tuple[str, ...] = ("video", "track_id", "second", "start_s", "end_s", "frames", *EMOTIONS, "dominant")
+FRAME_COLUMNS: tuple[str, ...] = ("frame", "timestamp_s", "track_id", "x1", "y1", "x2", "y2", "confidence",
+                                  *EMOTIONS)
+PROB_DECIMALS = 4
+TIME_DECIMALS = 3
+_EPS_S = 1e-6  # timestamps like 25 * 0.04 land a hair below the second they belong to
+EMOTION_COLORS = {  # matplotlib colours of the plot, one per emotion
+    "angry": "#d62728", "disgust": "#8c8c00", "fear": "#9467bd", "happy": "#f2c12e", "sad": "#1f77b4",
+    "surprise": "#ff7f0e", "neutral": "#a0a0a0",
+}
+
+
+def n_seconds(duration_s: float) -> int:
+    """Seconds in the timeline of a video of `duration_s`: ceil(duration), ignoring float noise."""
+    return max(0, math.ceil(round(float(duration_s), 6) - _EPS_S)) if duration_s > 0 else 0
+
+
+def second_of(timestamp_s: float) -> int:
+    return max(0, math.floor(float(timestamp_s) + _EPS_S))
+
+
+@dataclass(frozen=True)
+class TimelineRow:
+    video: str
+    track_id: int | None  # None: no face in this second
+    second: int
+    start_s: float
+    end_s: float
+    frames: int  # frames of this track in this second (0 for the no-face row)
+    probs: tuple[float, ...] | None  # mean probabilities in EMOTIONS order; None for the no-face row
+
+    @property
+    def dominant(self) -> str | None:
+        return None if self.probs is None else EMOTIONS[int(np.argmax(self.probs))]
+
+    def cells(self) -> list[str]:
+        """The CSV cells, formatted deterministically."""
+        probs = [f"{p:.{PROB_DECIMALS}f}" for p in self.probs] if self.probs is not None else [""] * len(EMOTIONS)
+        return [self.video, "" if self.track_id is None else str(self.track_id), str(self.second),
+                f"{self.start_s:.{TIME_DECIMALS}f}", f"{self.end_s:.{TIME_DECIMALS}f}", str(self.frames),
+                *probs, self.dominant or ""]
+
+
+def _csv_text(header: Iterable[str] | None, rows: Iterable[list[str]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if header is not None:
+        writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """The timeline of one video."""
+
+    video: str  # the input's file name (the CSV's `video` column)
+    duration_s: float
+    rows: tuple[TimelineRow, ...]
+
+    @property
+    def track_ids(self) -> tuple[int, ...]:
+        return tuple(sorted({r.track_id for r in self.rows if r.track_id is not None}))
+
+    def to_csv(self, header: bool = True) -> str:
+        return _csv_text(COLUMNS if header else None, (row.cells() for row in self.rows))
+
+    def to_dataframe(self):
+        """A pandas DataFrame with COLUMNS (track_id nullable Int64, probabilities NaN on no-face rows)."""
+        import pandas as pd
+
+        data = {
+            "video": [r.video for r in self.rows],
+            "track_id": pd.array([r.track_id for r in self.rows], dtype="Int64"),
+            "second": np.array([r.second for r in self.rows], dtype=np.int64),
+            "start_s": np.array([r.start_s for r in self.rows], dtype=np.float64),
+            "end_s": np.array([r.end_s for r in self.rows], dtype=np.float64),
+            "frames": np.array([r.frames for r in self.rows], dtype=np.int64),
+        }
+        probs = np.array([r.probs if r.probs is not None else [np.nan] * len(EMOTIONS) for r in self.rows],
+                         dtype=np.float64).reshape(-1, len(EMOTIONS))
+        for k, label in enumerate(EMOTIONS):
+            data[label] = probs[:, k]
+        data["dominant"] = pd.array([r.dominant for r in self.rows], dtype="string")
+        return pd.DataFrame(data, columns=list(COLUMNS))
+
+
+def timelines_csv(timelines: Iterable[Timeline]) -> str:
+    """Several videos' timelines in one CSV (one header)."""
+    return _csv_text(COLUMNS, []) + "".join(t.to_csv(header=False) for t in timelines)
+
+
+class TimelineBuilder:
+    """Accumulates classified faces frame by frame (constant memory per track-second), then builds a Timeline.
+
+    Faces without a track id (-1) or without probabilities (NaN) are not counted.
+    """
+
+    def __init__(self, video: str, duration_s: float, n_labels: int = len(EMOTIONS)):
+        self.video = video
+        self.duration_s = float(duration_s)
+        self._sums: dict[tuple[int, int], np.ndarray] = {}
+        self._counts: dict[tuple[int, int], int] = {}
+        self._last_second = -1
+        self._n_labels = n_labels
+
+    def add(self, frame: FrameFaces) -> None:
+        second = second_of(frame.timestamp_s)
+        self._last_second = max(self._last_second, second)
+        faces = frame.faces
+        for i in range(len(faces)):
+            track_id = int(faces.track_id[i])
+            probs = faces.probs[i]
+            if track_id < 0 or not np.all(np.isfinite(probs)):
+                continue
+            key = (second, track_id)
+            if key not in self._sums:
+                self._sums[key] = np.zeros(self._n_labels, np.float64)
+                self._counts[key] = 0
+            self._sums[key] += np.clip(probs.astype(np.float64), 0.0, 1.0)
+            self._counts[key] += 1
+
+    def build(self) -> Timeline:
+        seconds = max(n_seconds(self.duration_s), self._last_second + 1)
+        by_second: dict[int, list[int]] = {}
+        for second, track_id in self._sums:
+            by_second.setdefault(second, []).append(track_id)
+        rows = []
+        for second in range(seconds):
+            start = float(second)
+            end = min(second + 1.0, self.duration_s) if self.duration_s > second else second + 1.0
+            tracks = sorted(by_second.get(second, []))
+            if not tracks:
+                rows.append(TimelineRow(self.video, None, second, start, end, 0, None))
+            for track_id in tracks:
+                key = (second, track_id)
+                mean = self._sums[key] / self._counts[key]
+                rows.append(TimelineRow(self.video, track_id, second, start, end, self._counts[key],
+                                        tuple(float(p) for p in mean)))
+        return Timeline(video=self.video, duration_s=self.duration_s, rows=tuple(rows))
+
+
+# --- per-frame rows ---------------------------------------------------------------------------------------------
+
+
+def frame_rows(frame: FrameFaces) -> list[list[str]]:
+    """CSV cells of one analysed frame for `<stem>.frames.csv`: one row per face, or one row with empty face
+    cells when the frame has none (so every analysed frame appears)."""
+    head = [str(frame.index), f"{frame.timestamp_s:.{PROB_DECIMALS}f}"]
+    faces = frame.faces
+    if len(faces) == 0:
+        return [head + [""] * (len(FRAME_COLUMNS) - 2)]
+    rows = []
+    for i in range(len(faces)):
+        probs = faces.probs[i]
+        rows.append(head + [
+            "" if faces.track_id[i] < 0 else str(int(faces.track_id[i])),
+            *(f"{float(v):.1f}" for v in faces.xyxy[i]),
+            f"{float(faces.confidence[i]):.{PROB_DECIMALS}f}",
+            *(f"{float(p):.{PROB_DECIMALS}f}" if np.isfinite(p) else "" for p in probs),
+        ])
+    return rows
+
+
+def frames_csv(frames: Iterable[FrameFaces], header: bool = True) -> str:
+    return _csv_text(FRAME_COLUMNS if header else None, (row for f in frames for row in frame_rows(f)))
+
+
+def frames_dataframe(frames: Iterable[FrameFaces]):
+    """The per-frame table as a pandas DataFrame (FRAME_COLUMNS; values rounded as in the CSV)."""
+    import pandas as pd
+
+    return pd.read_csv(io.StringIO(frames_csv(frames)), dtype={"track_id": "Int64"})
+
+
+# --- plot -------------------------------------------------------------------------------------------------------
+
+
+def render_png(timeline: Timeline, max_tracks: int = 8, dpi: int = 100) -> bytes:
+    """PNG bytes: one stacked-area subplot per track (emotion probabilities per second), tracks with the most
+    frames first when there are more than `max_tracks`, shown in track id order."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    seconds = max((r.second for r in timeline.rows), default=-1) + 1
+    frames_per_track: dict[int, int] = {}
+    for row in timeline.rows:
+        if row.track_id is not None:
+            frames_per_track[row.track_id] = frames_per_track.get(row.track_id, 0) + row.frames
+    ranked = sorted(frames_per_track, key=lambda t: (-frames_per_track[t], t))
+    shown = sorted(ranked[:max_tracks])
+    n_axes = max(1, len(shown))
+    fig = Figure(figsize=(10, 1.3 + 1.5 * n_axes), dpi=dpi)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(n_axes, 1, sharex=True, squeeze=False)[:, 0]
+    title = f"{timeline.video}: emotions per second"
+    if len(ranked) > len(shown):
+        title += f" ({len(shown)} of {len(ranked)} tracks, those with the most frames)"
+    edges = np.minimum(np.arange(seconds + 1, dtype=np.float64), max(timeline.duration_s, seconds - 1e-9))
+    colors = [EMOTION_COLORS[e] for e in EMOTIONS]
+    if not shown:
+        axes[0].text(0.5, 0.5, "no faces found", ha="center", va="center", transform=axes[0].transAxes)
+        axes[0].set_yticks([])
+    for ax, track_id in zip(axes, shown, strict=False):
+        values = np.zeros((seconds + 1, len(EMOTIONS)))
+        for row in timeline.rows:
+            if row.track_id == track_id and row.probs is not None:
+                values[row.second] = row.probs
+        values[seconds] = values[seconds - 1]
+        ax.stackplot(edges, values.T, colors=colors, step="post", linewidth=0)
+        ax.set_ylim(0, 1)
+        ax.set_yticks([0, 0.5, 1])
+        ax.set_ylabel(f"track #{track_id}", fontsize=9)
+        ax.margins(x=0)
+    axes[-1].set_xlabel("time (s)")
+    if seconds:
+        axes[-1].set_xlim(0, edges[-1] if edges[-1] > 0 else 1)
+    from matplotlib.patches import Patch
+
+    height = fig.get_figheight()  # layout in inches, as figure fractions
+    fig.suptitle(title, fontsize=11, y=1 - 0.08 / height, va="top")
+    fig.legend(handles=[Patch(color=c, label=e) for e, c in zip(EMOTIONS, colors, strict=True)], loc="upper center",
+               ncol=len(EMOTIONS), fontsize=8, frameon=False, bbox_to_anchor=(0.5, 1 - 0.32 / height))
+    fig.subplots_adjust(left=0.08, right=0.98, top=1 - 0.75 / height, bottom=0.55 / height, hspace=0.3)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()

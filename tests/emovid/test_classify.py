@@ -1,0 +1,229 @@
+"""Face crops and the ONNX emotion classifier (tiny hand-built models; shipped ones when present)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from emovid_fakes import brightness_model, brightness_reference, constant_model, one_hot
+
+from emovid import EMOTIONS
+from emovid.classify import (
+    MAX_BATCH,
+    EmotionClassifier,
+    best_shipped_model,
+    crop_boxes,
+    crop_faces,
+    load_classifier,
+    read_metadata,
+    shipped_models,
+)
+from emovid.errors import ModelError
+
+
+def gradient_image(w: int = 160, h: int = 120) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([(x * 1.5) % 256, (y * 2) % 256, (x + y) % 256], axis=-1).astype(np.uint8)
+
+
+def reference_crop(image: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
+    """The crop by cv2.copyMakeBorder(BORDER_REPLICATE) on the whole frame, then gray + INTER_AREA."""
+    pad = side + 2
+    padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    patch = padded[y0 + pad:y0 + pad + side, x0 + pad:x0 + pad + side]
+    return cv2.resize(cv2.cvtColor(patch, cv2.COLOR_BGR2GRAY), (48, 48), interpolation=cv2.INTER_AREA)
+
+
+# --- crops ------------------------------------------------------------------------------------------------------
+
+
+def test_crop_window_is_square_centred_with_margin():
+    windows = crop_boxes(np.array([[20, 30, 60, 70], [0, 0, 40, 20]], np.float32), margin=0.25)
+    assert windows.tolist() == [[15, 25, 65, 75], [-5, -15, 45, 35]]  # side 50 = 1.25 x the longer side
+
+
+def test_crop_inside_the_frame_matches_a_plain_slice():
+    image = gradient_image()
+    crops = crop_faces(image, np.array([[40, 30, 80, 70]], np.float32))
+    assert crops.shape == (1, 48, 48, 1) and crops.dtype == np.float32
+    expected = reference_crop(image, 35, 25, 50)
+    np.testing.assert_array_equal(crops[0, :, :, 0], expected)
+
+
+@pytest.mark.parametrize("box", [
+    (-10, -10, 30, 30),  # top-left corner, partly outside
+    (140, 100, 175, 130),  # bottom-right corner, partly outside
+    (0, 40, 20, 80),  # touching the left edge: the margin leaves the frame
+    (150, 0, 159, 119),  # tall box at the right edge
+])
+def test_crop_at_frame_edges_replicates_the_border(box):
+    image = gradient_image()
+    x0, y0, x1, y1 = crop_boxes(np.array([box], np.float32))[0]
+    crops = crop_faces(image, np.array([box], np.float32))
+    np.testing.assert_array_equal(crops[0, :, :, 0], reference_crop(image, int(x0), int(y0), int(x1 - x0)))
+
+
+def test_crop_of_a_box_entirely_outside_repeats_the_nearest_pixels():
+    image = gradient_image()
+    crops = crop_faces(image, np.array([[300, 300, 340, 340]], np.float32))
+    corner = cv2.cvtColor(image[-1:, -1:], cv2.COLOR_BGR2GRAY)[0, 0]
+    assert np.all(crops == corner)
+
+
+def test_crop_faces_of_no_boxes_and_tiny_boxes():
+    image = gradient_image()
+    assert crop_faces(image, np.zeros((0, 4), np.float32)).shape == (0, 48, 48, 1)
+    tiny = crop_faces(image, np.array([[10, 10, 10, 10], [5, 5, 5.4, 5.2]], np.float32))
+    assert tiny.shape == (2, 48, 48, 1) and np.all(np.isfinite(tiny))
+
+
+def test_crop_faces_does_not_modify_the_image():
+    image = gradient_image()
+    before = image.copy()
+    crop_faces(image, np.array([[-10, -10, 30, 30], [40, 30, 80, 70]], np.float32))
+    np.testing.assert_array_equal(image, before)
+
+
+# --- a model file -----------------------------------------------------------------------------------------------
+
+
+def test_predict_matches_the_model_and_is_batched(tmp_path):
+    classifier = load_classifier(brightness_model(tmp_path / "bright.onnx"), device="cpu")
+    assert classifier.name == "bright" and classifier.labels == EMOTIONS
+    assert classifier.runtime.provider == "CPUExecutionProvider"
+    rng = np.random.default_rng(0)
+    crops = rng.uniform(0, 255, (MAX_BATCH + 5, 48, 48, 1)).astype(np.float32)
+    crops += np.linspace(-100, 100, len(crops), dtype=np.float32)[:, None, None, None]
+    probs = classifier.predict(np.clip(crops, 0, 255))
+    assert probs.shape == (MAX_BATCH + 5, 7) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs, brightness_reference(np.clip(crops, 0, 255)), atol=1e-5)
+    np.testing.assert_allclose(classifier.predict(np.clip(crops[3:4], 0, 255)), probs[3:4], atol=1e-6)
+    assert classifier.predict(np.zeros((0, 48, 48, 1), np.float32)).shape == (0, 7)
+
+
+def test_predict_rejects_wrong_crop_shapes(tmp_path):
+    classifier = load_classifier(brightness_model(tmp_path / "bright.onnx"), device="cpu")
+    with pytest.raises(ValueError, match="48,48,1"):
+        classifier.predict(np.zeros((2, 48, 48), np.float32))
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"input_shape": ("N", 64, 64, 1)}, r"expected one input float32 \[N,48,48,1\].*got tensor\(float\) \['N', 64"),
+    ({"input_shape": ("N", 48, 48, 3)}, r"expected one input float32 \[N,48,48,1\]"),
+    ({"input_shape": (1, 48, 48, 1)}, r"\(N dynamic\), got tensor\(float\) \[1, 48, 48, 1\]"),
+    ({"input_shape": ("N", 48, 48)}, r"expected one input float32 \[N,48,48,1\]"),
+])
+def test_wrong_input_shape_is_a_model_error_naming_the_file(tmp_path, kwargs, message):
+    path = constant_model(tmp_path / "bad_input.onnx", one_hot(3), **kwargs)
+    with pytest.raises(ModelError, match=message) as info:
+        load_classifier(path, device="cpu")
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_wrong_output_width_is_a_model_error(tmp_path):
+    path = constant_model(tmp_path / "five.onnx", [0.2] * 5, output_shape=("N", 5))
+    with pytest.raises(ModelError, match=r"five.onnx: expected output float32 \[N,7\] probabilities, got"):
+        load_classifier(path, device="cpu")
+
+
+def test_unnamed_output_width_is_still_checked(tmp_path):
+    path = constant_model(tmp_path / "five.onnx", [0.2] * 5, output_shape=("N", "K"))
+    with pytest.raises(ModelError, match=r"five.onnx: expected output .*\[N,7\] probabilities, got"):
+        load_classifier(path, device="cpu")
+
+
+def test_logits_instead_of_probabilities_are_refused(tmp_path):
+    path = constant_model(tmp_path / "logits.onnx", [2.0, -1.0, 0.5, 3.0, 0.0, 1.0, -2.0])
+    with pytest.raises(ModelError, match="logits.onnx: outputs are not probabilities"):
+        load_classifier(path, device="cpu")
+
+
+def test_labels_metadata_must_be_the_fer2013_order(tmp_path):
+    swapped = ["happy", "disgust", "fear", "angry", "sad", "surprise", "neutral"]
+    path = constant_model(tmp_path / "swapped.onnx", one_hot(0), {"emovid.labels": str(swapped).replace("'", '"')})
+    with pytest.raises(ModelError, match=r"swapped.onnx: emovid.labels is .*happy.*expected \['angry'"):
+        load_classifier(path, device="cpu")
+
+
+def test_a_model_without_emovid_metadata_loads(tmp_path):
+    classifier = load_classifier(constant_model(tmp_path / "plain.onnx", one_hot(2), contract=False), device="cpu")
+    np.testing.assert_allclose(classifier.predict(np.zeros((3, 48, 48, 1), np.float32)), [one_hot(2)] * 3, atol=1e-6)
+
+
+def test_corrupt_and_missing_files_are_model_errors(tmp_path):
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"\x08\x07this is not an onnx model" * 10)
+    with pytest.raises(ModelError, match="corrupt.onnx: not a loadable ONNX model"):
+        load_classifier(corrupt, device="cpu")
+    with pytest.raises(ModelError, match="missing.onnx: model file not found"):
+        load_classifier(tmp_path / "missing.onnx", device="cpu")
+    with pytest.raises(ModelError, match="--model resnet: expected best, scratch, mobilenetv2, vgg16, ensemble or"):
+        load_classifier("resnet", device="cpu")
+
+
+def test_read_metadata_matches_onnx(tmp_path):
+    path = brightness_model(tmp_path / "bright.onnx", {"emovid.test_accuracy": "0.6123", "emovid.note": "é ü"})
+    expected = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert read_metadata(path) == expected and expected["emovid.note"] == "é ü"
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"\x0f\xff\xff")
+    with pytest.raises(ModelError, match="corrupt.onnx"):
+        read_metadata(corrupt)
+
+
+# --- shipped models: best / ensemble ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def models_dir(tmp_path):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    constant_model(folder / "scratch.onnx", one_hot(0), {"emovid.test_accuracy": "0.6400"})
+    constant_model(folder / "mobilenetv2.onnx", one_hot(3), {"emovid.test_accuracy": "0.6610"})
+    constant_model(folder / "vgg16.onnx", one_hot(6), {"emovid.test_accuracy": "nan"})
+    return folder
+
+
+def test_best_is_the_shipped_model_with_the_highest_test_accuracy(models_dir):
+    assert best_shipped_model(models_dir) == ("mobilenetv2", models_dir / "mobilenetv2.onnx")
+    classifier = load_classifier("best", device="cpu", models_dir=models_dir)
+    assert classifier.name == "mobilenetv2"
+    assert "test accuracy 66.1%" in classifier.describe()
+    np.testing.assert_allclose(classifier.predict(np.zeros((1, 48, 48, 1), np.float32))[0], one_hot(3), atol=1e-6)
+
+
+def test_named_shipped_model(models_dir):
+    classifier = load_classifier("vgg16", device="cpu", models_dir=models_dir)
+    assert classifier.name == "vgg16" and "test accuracy unknown" in classifier.describe()
+
+
+def test_ensemble_is_the_mean_of_the_shipped_models(models_dir):
+    classifier = load_classifier("ensemble", device="cpu", models_dir=models_dir)
+    assert isinstance(classifier, EmotionClassifier) and classifier.name == "ensemble"
+    assert [m.name for m in classifier.models] == ["scratch", "mobilenetv2", "vgg16"]
+    expected = np.mean([one_hot(0), one_hot(3), one_hot(6)], axis=0)
+    np.testing.assert_allclose(classifier.predict(np.zeros((2, 48, 48, 1), np.float32)), [expected] * 2, atol=1e-6)
+
+
+def test_missing_shipped_models_are_clear_model_errors(tmp_path, models_dir):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ModelError, match="no shipped emotion model found .* pass --model PATH.onnx"):
+        load_classifier("best", models_dir=empty)
+    (models_dir / "vgg16.onnx").unlink()
+    (models_dir / "mobilenetv2.onnx").unlink()
+    with pytest.raises(ModelError, match="the ensemble needs at least two shipped models"):
+        load_classifier("ensemble", models_dir=models_dir)
+    with pytest.raises(ModelError, match="vgg16.onnx: shipped model vgg16 not found; choose one of scratch"):
+        load_classifier("vgg16", models_dir=models_dir)
+
+
+def test_the_shipped_models_when_present_meet_the_contract():
+    shipped = shipped_models()
+    if not shipped:
+        pytest.skip("no shipped emotion models yet (emovid/models/*.onnx)")
+    classifier = load_classifier("best", device="cpu")
+    rng = np.random.default_rng(1)
+    probs = classifier.predict(rng.uniform(0, 255, (3, 48, 48, 1)).astype(np.float32))
+    np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-3)

@@ -1,0 +1,256 @@
+"""The `emovid annotate` / `emovid timeline` commands through typer's CliRunner (fake detector, tiny model)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from emovid_fakes import FakeDetector, brightness_model, marker_script, synthetic_frames, write_video
+from typer.testing import CliRunner
+
+from emovid import __version__
+from emovid.classify import load_classifier
+from emovid.cli import app
+from emovid.pipeline import Models
+from emovid.video import probe
+
+runner = CliRunner()
+
+
+def invoke(*args: str | Path):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> Path:
+    return brightness_model(tmp_path_factory.mktemp("m") / "bright.onnx")
+
+
+@pytest.fixture
+def loaded(monkeypatch, model_path) -> list:
+    """load_models() returns the scripted detector and the tiny model; records the options it got."""
+    seen = []
+
+    def fake_load_models(options):
+        seen.append(options)
+        return Models(detector=FakeDetector(marker_script), classifier=load_classifier(model_path, "cpu"))
+
+    monkeypatch.setattr("emovid.pipeline.load_models", fake_load_models)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> Path:
+    """A folder with two 25 fps 160x120 clips: a.mp4 (2 s, one face) and b.mp4 (1.2 s, faces from frame 10)."""
+    folder = tmp_path_factory.mktemp("videos")
+    write_video(folder / "a.mp4", synthetic_frames(50, 25.0), 25)
+    write_video(folder / "b.mp4", synthetic_frames(30, 25.0, lambda i: (0, 1) if i >= 10 else ()), 25)
+    return folder
+
+
+def test_version():
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"emovid {__version__}"
+
+
+def test_help_lists_the_commands_and_the_cli_module_imports_nothing_heavy():
+    result = invoke("--help")
+    assert result.exit_code == 0 and "annotate" in result.stdout and "timeline" in result.stdout
+    code = ("import sys, emovid.cli; heavy = {'numpy', 'cv2', 'av', 'onnxruntime', 'pandas', 'matplotlib', "
+            "'tensorflow'} & set(sys.modules); print(sorted(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_no_inputs_found_is_a_usage_error(tmp_path):
+    result = invoke("timeline", tmp_path / "missing.mp4")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: {tmp_path / 'missing.mp4'}: no such file or folder"
+    assert "Traceback" not in result.output
+    (tmp_path / "empty").mkdir()
+    result = invoke("annotate", tmp_path / "empty")
+    assert result.exit_code == 2 and "no video files found" in result.stderr
+    assert invoke("timeline").exit_code == 2  # no argument at all
+
+
+def test_a_missing_model_file_is_a_usage_error(tmp_path):
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"anything: the model is loaded before the first video is read")
+    result = invoke("timeline", video, "--model", tmp_path / "nope.onnx")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: {tmp_path / 'nope.onnx'}: model file not found"
+
+
+def test_timeline_writes_csv_and_png_into_out(tmp_path, videos, loaded):
+    result = invoke("timeline", videos / "a.mp4", "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert files_in(tmp_path / "out") == ["a.timeline.csv", "a.timeline.png"]
+    assert result.stdout == ""
+    assert "ONNX Runtime: running on CPU (CPUExecutionProvider); emotion model bright" in result.stderr
+    assert "emovid summary" in result.stderr and "done" in result.stderr
+    rows = read_rows(tmp_path / "out" / "a.timeline.csv")
+    assert [(r["second"], r["track_id"], r["frames"], r["dominant"]) for r in rows] == [("0", "1", "25", "happy"),
+                                                                                      ("1", "1", "25", "happy")]
+
+
+def test_outputs_go_beside_the_input_by_default(tmp_path, videos, loaded):
+    clip = tmp_path / "c.mp4"
+    clip.write_bytes((videos / "a.mp4").read_bytes())
+    assert invoke("timeline", clip).exit_code == 0
+    assert files_in(tmp_path) == ["c.mp4", "c.timeline.csv", "c.timeline.png"]
+
+
+def test_csv_to_stdout(tmp_path, videos, loaded):
+    result = invoke("timeline", videos / "b.mp4", "--csv", "-", "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert files_in(tmp_path / "out") == ["b.timeline.png"]
+    assert invoke("timeline", videos / "b.mp4", "--out", tmp_path / "files").exit_code == 0
+    assert result.stdout == (tmp_path / "files" / "b.timeline.csv").read_text()
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [(r["second"], r["track_id"], r["frames"]) for r in rows] == [("0", "1", "15"), ("0", "2", "15"),
+                                                                       ("1", "1", "5"), ("1", "2", "5")]
+    assert "emovid summary" in result.stderr
+
+
+def test_csv_to_stdout_needs_one_input(videos, loaded):
+    result = invoke("timeline", videos, "--csv", "-")
+    assert result.exit_code == 2 and "needs exactly one input video, got 2" in result.output
+
+
+def test_csv_path_collects_every_input(tmp_path, videos, loaded):
+    result = invoke("timeline", videos, "--csv", tmp_path / "all.csv", "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    rows = read_rows(tmp_path / "all.csv")
+    assert [r["video"] for r in rows] == ["a.mp4"] * 2 + ["b.mp4"] * 4
+    assert files_in(tmp_path / "out") == ["a.timeline.png", "b.timeline.png"]
+
+
+def test_complete_videos_are_skipped_unless_overwrite(tmp_path, videos, loaded):
+    out = tmp_path / "out"
+    assert invoke("timeline", videos, "--out", out).exit_code == 0
+    (out / "a.timeline.csv").write_text("marker")
+    result = invoke("timeline", videos, "--out", out)
+    assert result.exit_code == 0 and result.stderr.count("skipped") >= 2
+    assert (out / "a.timeline.csv").read_text() == "marker"
+    result = invoke("timeline", videos, "--out", out, "--overwrite")
+    assert result.exit_code == 0 and (out / "a.timeline.csv").read_text().startswith("video,")
+
+
+def test_a_failing_video_gives_exit_1_and_the_others_run(tmp_path, videos, loaded):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00not a video" * 50)
+    result = invoke("timeline", broken, videos / "a.mp4", "--out", tmp_path / "out")
+    assert result.exit_code == 1
+    assert files_in(tmp_path / "out") == ["a.timeline.csv", "a.timeline.png"]
+    assert f"failed: {broken}: " in result.stderr and "1 of 2 video(s) failed" in result.stderr
+    assert "Traceback" not in result.output
+    debug = invoke("timeline", broken, "--out", tmp_path / "out", "--debug")
+    assert debug.exit_code == 1 and "Traceback" in debug.stderr
+
+
+def test_an_unwritable_output_folder_fails_the_videos(tmp_path, videos, loaded):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = invoke("timeline", videos / "a.mp4", "--out", blocker / "sub")
+    assert result.exit_code == 1 and "cannot write to the output folder" in result.stderr
+
+
+def test_annotate_writes_video_timeline_and_per_frame_rows(tmp_path, videos, loaded):
+    result = invoke("annotate", videos / "b.mp4", "--out", tmp_path, "--per-frame", "--every", "2")
+    assert result.exit_code == 0, result.output
+    assert files_in(tmp_path) == ["b.annotated.mp4", "b.frames.csv", "b.timeline.csv", "b.timeline.png"]
+    info = probe(tmp_path / "b.annotated.mp4")
+    assert info.frame_count == 30 and info.size_wh == (160, 120) and info.fps == pytest.approx(25.0)
+    assert loaded[0].every == 2
+
+
+def test_options_reach_the_pipeline(tmp_path, videos, loaded):
+    result = invoke("timeline", videos / "a.mp4", "--out", tmp_path, "--sample-fps", "5", "--min-face", "24",
+                    "--model", "ensemble", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    options = loaded[0]
+    assert (options.sample_fps, options.min_face_px, options.model, options.device) == (5.0, 24, "ensemble", "cpu")
+    rows = read_rows(tmp_path / "a.timeline.csv")
+    assert [r["frames"] for r in rows] == ["5", "5"]
+
+
+def test_ctrl_c_exits_130_and_leaves_no_temporaries(tmp_path, videos, monkeypatch, model_path):
+    class Interrupting(FakeDetector):
+        def detect(self, image_bgr):
+            if self.calls >= 20:
+                raise KeyboardInterrupt
+            return super().detect(image_bgr)
+
+    monkeypatch.setattr("emovid.pipeline.load_models", lambda options: Models(
+        detector=Interrupting(marker_script), classifier=load_classifier(model_path, "cpu")))
+    result = invoke("annotate", videos / "a.mp4", "--out", tmp_path / "out", "--per-frame")
+    assert result.exit_code == 130 and "interrupted" in result.stderr
+    assert files_in(tmp_path / "out") == []
+
+
+def test_an_unavailable_device_is_a_usage_error(tmp_path, monkeypatch):
+    from emovid.errors import DeviceError
+
+    def no_gpu(options):
+        raise DeviceError("--device cuda: CUDAExecutionProvider could not start on this machine")
+
+    monkeypatch.setattr("emovid.pipeline.load_models", no_gpu)
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"x")
+    result = invoke("annotate", video, "--device", "cuda")
+    assert result.exit_code == 2 and result.stderr.startswith("error: --device cuda: CUDAExecutionProvider")
+    assert invoke("annotate", video, "--device", "gpu").exit_code == 2  # not a choice
+    assert invoke("annotate", video, "--every", "0").exit_code == 2
+
+
+def test_end_to_end_with_the_real_detector_and_tracker(face_video, model_path, tmp_path):
+    """Real faces (tests/media.py), CenterFace and FaceTracker; the tiny model stands in for the emotion model.
+    29.97 fps, 4.004 s: person 1 during [0, 2), person 2 during [1, 2), nobody during [2, 3), a face again from 3 s
+    (a new id: the gap is longer than 1 s); second 4 ([4, 4.004)) has no frame."""
+    clip = face_video("people.mp4", fps=29.97, duration_s=4.0, audio=True, faces=[
+        (0, 2, (20, 30, 60, 80)), (1, 2, (100, 30, 140, 80), 1), (3, float("inf"), (20, 30, 60, 80))])
+    result = invoke("annotate", clip.path, "--model", model_path, "--out", tmp_path / "out", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    rows = read_rows(tmp_path / "out" / "people.timeline.csv")
+    assert [(r["second"], r["track_id"], r["frames"]) for r in rows] == [
+        ("0", "1", "30"), ("1", "1", "30"), ("1", "2", "30"), ("2", "", "0"), ("3", "3", "30"), ("4", "", "0")]
+    assert rows[-1]["end_s"] == "4.004"
+    source, annotated = probe(clip.path), probe(tmp_path / "out" / "people.annotated.mp4")
+    assert annotated.frame_count == source.frame_count == 120
+    assert (annotated.size_wh, annotated.fps, annotated.has_audio) == (source.size_wh, source.fps, True)
+
+
+def test_an_internal_error_is_one_line_unless_debug(tmp_path, monkeypatch):
+    def broken(options):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr("emovid.pipeline.load_models", broken)
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"x")
+    result = invoke("timeline", video)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.strip() == "error: internal error: ZeroDivisionError: division by zero (--debug shows the " \
+                                    "traceback)"
+    assert isinstance(invoke("timeline", video, "--debug").exception, ZeroDivisionError)
+
+
+def test_a_csv_path_that_cannot_be_written_fails_before_the_analysis(tmp_path, videos, loaded):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = invoke("timeline", videos, "--csv", blocker / "all.csv")
+    assert result.exit_code == 2 and "cannot write to the output folder" in result.stderr and loaded == []
+    assert invoke("timeline", videos, "--csv", tmp_path / "new" / "all.csv").exit_code == 0
+    assert (tmp_path / "new" / "all.csv").is_file()

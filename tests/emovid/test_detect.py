@@ -1,0 +1,115 @@
+"""CenterFace: finds real faces pasted at known places, nothing on empty frames, respects min_face_px."""
+
+from __future__ import annotations
+
+import media
+import numpy as np
+import onnx
+import pytest
+
+from emovid.detect import MODEL_PATH, CenterFaceDetector, FaceDetector, input_size_wh, load_detector, nms
+from emovid.errors import ModelError
+from emovid.faces import NO_TRACK
+from emovid.video import read_frames
+
+
+@pytest.fixture(scope="module")
+def detector() -> CenterFaceDetector:
+    return CenterFaceDetector(device="cpu")
+
+
+def assert_found(faces, truth, min_iou=0.5) -> None:
+    assert len(faces) == len(truth), (faces.xyxy, truth)
+    overlap = media.iou(truth, faces.xyxy)
+    assert (overlap.max(axis=1) > min_iou).all(), overlap
+
+
+@pytest.mark.parametrize("size_wh, boxes", [
+    ((160, 120), [(60, 30, 100, 80)]),
+    ((160, 120), [(12, 30, 52, 80), ((100, 35, 140, 85), 1)]),
+    ((320, 240), [((30, 40, 90, 115), 1), (200, 60, 260, 135)]),
+    ((640, 360), [(100, 100, 124, 130), ((300, 80, 340, 130), 1), (500, 50, 580, 150)]),
+    ((1280, 720), [(200, 200, 300, 330), ((900, 300, 960, 380), 1)]),
+])
+def test_finds_pasted_faces(detector, size_wh, boxes):
+    image = media.face_image(size_wh, boxes)
+    before = image.copy()
+    faces = detector.detect(image)
+    assert_found(faces, [media._face_args(b)[0] for b in boxes])
+    assert np.array_equal(image, before)  # input untouched
+    assert (faces.track_id == NO_TRACK).all() and np.isnan(faces.probs).all()
+    assert ((faces.confidence > 0.5) & (faces.confidence <= 1)).all()
+    assert list(faces.xyxy[:, 0]) == sorted(faces.xyxy[:, 0])  # left to right
+
+
+@pytest.mark.parametrize("kind", ["plain", "noise"])
+def test_nothing_on_empty_frames(detector, kind):
+    faces = detector.detect(media.background((320, 240), kind))
+    assert len(faces) == 0 and faces.xyxy.shape == (0, 4) and faces.probs.shape == (0, 7)
+    assert len(detector.detect(np.zeros((120, 160, 3), np.uint8))) == 0
+
+
+def test_min_face_px_drops_small_faces():
+    image = media.face_image((320, 240), [(20, 40, 44, 70), ((150, 40, 230, 140), 1)])
+    everything = CenterFaceDetector(device="cpu").detect(image)
+    assert_found(everything, [(20, 40, 44, 70), (150, 40, 230, 140)])
+    large = load_detector(device="cpu", min_face_px=40).detect(image)
+    assert_found(large, [(150, 40, 230, 140)])
+
+
+def test_finds_the_face_of_the_carphone_clip(detector):
+    frames = media.carphone_frames()
+    for index, box in media.SOURCES:
+        assert_found(detector.detect(frames[index]), [box], min_iou=0.7)
+
+
+def test_detects_on_decoded_video_frames(detector, face_video):
+    truth = face_video(duration_s=1.0, faces=[(0.0, 0.5, (20, 30, 60, 80)), (0.3, 1.0, (100, 35, 140, 85), 1)])
+    for frame in list(read_frames(truth.path))[::5]:
+        assert_found(detector.detect(frame.image), truth.boxes[frame.index])
+
+
+def test_grayscale_and_odd_sizes_work(detector):
+    image = media.face_image((161, 123), [(60, 30, 100, 80)])
+    assert_found(detector.detect(image), [(60, 30, 100, 80)])
+    assert_found(detector.detect(image.mean(axis=2).astype(np.uint8)), [(60, 30, 100, 80)])
+    with pytest.raises(ValueError, match="BGR uint8"):
+        detector.detect(image.astype(np.float32))
+
+
+def test_frames_are_shrunk_to_max_side_and_padded_to_multiples_of_32():
+    assert input_size_wh((1920, 1080), 640) == ((640, 360), (640, 384), 1 / 3)
+    assert input_size_wh((160, 120), 640) == ((160, 120), (160, 128), 1.0)  # never enlarged
+    assert input_size_wh((100, 1000), 320) == ((32, 320), (32, 320), 0.32)
+
+
+def test_nms_keeps_the_best_of_overlapping_boxes_deterministically():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60], [0, 0, 10, 10]], np.float32)
+    scores = np.array([0.8, 0.9, 0.7, 0.9], np.float32)
+    assert nms(boxes, scores, 0.3).tolist() == [3, 2]  # equal scores: lower x0 first
+
+
+def test_load_detector_and_the_shipped_model(detector):
+    assert isinstance(detector, FaceDetector)
+    assert detector.runtime.provider == "CPUExecutionProvider"
+    with pytest.raises(ModelError, match="unknown face detector"):
+        load_detector("yunet")
+    model = onnx.load(str(MODEL_PATH), load_external_data=False)
+    assert model.ir_version <= 10
+    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["N", 3, "H", "W"]
+    assert [o.name for o in model.graph.output] == ["heatmap", "scale", "offset", "landmarks"]
+    assert (MODEL_PATH.parent / "CENTERFACE_LICENSE.md").is_file()
+
+
+def test_a_model_that_is_not_centerface_is_a_model_error(tmp_path):
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, "H", "W"])
+    model = helper.make_model(helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 10
+    onnx.save(model, str(tmp_path / "identity.onnx"))
+    with pytest.raises(ModelError, match="not a CenterFace model"):
+        CenterFaceDetector(device="cpu", model_path=tmp_path / "identity.onnx")

@@ -1,0 +1,116 @@
+"""Output naming, the skip-if-complete check and atomic writes (no temporaries left on failure or Ctrl-C)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from emovid.errors import OutputError
+from emovid.outputs import (
+    atomic_output,
+    atomic_text,
+    is_output_name,
+    output_paths,
+    prepare_dir,
+    temp_path,
+    write_atomic,
+)
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_names_come_from_the_input_stem(tmp_path):
+    paths = output_paths(Path("/videos/party.take2.mov"), tmp_path / "out", video=True, frames=True)
+    assert paths.video == tmp_path / "out" / "party.take2.annotated.mp4"
+    assert paths.csv == tmp_path / "out" / "party.take2.timeline.csv"
+    assert paths.png == tmp_path / "out" / "party.take2.timeline.png"
+    assert paths.frames == tmp_path / "out" / "party.take2.frames.csv"
+    beside = output_paths(Path("/videos/clip.mp4"), png=False)
+    assert beside.paths() == (Path("/videos/clip.timeline.csv"),)
+
+
+def test_complete_only_when_every_wanted_output_exists(tmp_path):
+    paths = output_paths(tmp_path / "clip.mp4", tmp_path, video=True)
+    assert not paths.complete()
+    paths.csv.write_text("x")
+    paths.png.write_bytes(b"x")
+    assert not paths.complete()
+    paths.video.write_bytes(b"x")
+    assert paths.complete()
+    assert not output_paths(tmp_path / "clip.mp4", tmp_path, csv=False, png=False).complete()  # nothing wanted
+
+
+def test_output_names_are_recognised():
+    assert is_output_name("clip.annotated.mp4") and is_output_name(".clip.annotated.mp4.tmp-12.mp4")
+    assert not is_output_name("clip.mp4") and not is_output_name(".hidden.mp4")
+
+
+def test_atomic_write_replaces_and_leaves_nothing_else(tmp_path):
+    target = tmp_path / "a.timeline.csv"
+    target.write_text("old")
+    write_atomic(target, "new,text\n")
+    assert target.read_text() == "new,text\n" and listing(tmp_path) == ["a.timeline.csv"]
+
+
+def test_temp_name_is_hidden_in_the_same_folder_with_the_same_suffix(tmp_path):
+    temp = temp_path(tmp_path / "clip.annotated.mp4")
+    assert temp.parent == tmp_path and temp.suffix == ".mp4"
+    assert temp.name == f".clip.annotated.mp4.tmp-{os.getpid()}.mp4"
+
+
+@pytest.mark.parametrize("error", [RuntimeError("boom"), KeyboardInterrupt()])
+def test_a_failure_removes_the_temporary_and_keeps_the_old_output(tmp_path, error):
+    target = tmp_path / "clip.annotated.mp4"
+    target.write_bytes(b"previous")
+    with pytest.raises(type(error)), atomic_output(target) as temp:
+        temp.write_bytes(b"half")
+        raise error
+    assert listing(tmp_path) == ["clip.annotated.mp4"] and target.read_bytes() == b"previous"
+
+
+def test_atomic_text_streams_lines(tmp_path):
+    target = tmp_path / "clip.frames.csv"
+    with atomic_text(target) as handle:
+        handle.write("a,b\n")
+        assert not target.exists()
+    assert target.read_bytes() == b"a,b\n"
+    with pytest.raises(KeyboardInterrupt), atomic_text(target) as handle:
+        handle.write("c,d\n")
+        raise KeyboardInterrupt
+    assert target.read_bytes() == b"a,b\n" and listing(tmp_path) == ["clip.frames.csv"]
+
+
+def test_nothing_written_is_an_output_error(tmp_path):
+    with pytest.raises(OutputError, match="nothing was written"), atomic_output(tmp_path / "x.csv"):
+        pass
+
+
+def test_prepare_dir_creates_folders(tmp_path):
+    assert prepare_dir(tmp_path / "a" / "b").is_dir()
+    assert listing(tmp_path / "a" / "b") == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write into read-only folders")
+def test_a_read_only_folder_is_an_output_error(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(OutputError, match=r"ro: cannot write to the output folder \(Permission denied\)"):
+            prepare_dir(folder)
+    finally:
+        folder.chmod(0o700)
+
+
+def test_an_output_folder_that_is_a_file_is_an_output_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match="file/sub: cannot write to the output folder") as info:
+        prepare_dir(blocker / "sub")
+    assert "\n" not in str(info.value)
+    with pytest.raises(OutputError, match="cannot write"):
+        write_atomic(blocker / "x.csv", "data")

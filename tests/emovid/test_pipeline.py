@@ -1,0 +1,288 @@
+"""The pipeline: frame stages with fakes (scripted detector, tiny ONNX model), inputs, and whole videos."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from emovid_fakes import (
+    CountingClassifier,
+    FakeDetector,
+    FakeTracker,
+    brightness_model,
+    marker_script,
+    synthetic_frames,
+    write_video,
+)
+
+from emovid import EMOTIONS
+from emovid.annotate import color_for
+from emovid.classify import load_classifier
+from emovid.errors import InputError
+from emovid.pipeline import (
+    AnalysisOptions,
+    Models,
+    OutputOptions,
+    Sampler,
+    analyse_frames,
+    check_output_collisions,
+    collect_inputs,
+    process_video,
+    run_batch,
+)
+from emovid.video import probe, read_frames
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    return load_classifier(brightness_model(tmp_path_factory.mktemp("m") / "bright.onnx"), device="cpu")
+
+
+@pytest.fixture
+def models(classifier):
+    return Models(detector=FakeDetector(marker_script), classifier=CountingClassifier(classifier))
+
+
+def two_people(i: int) -> tuple[int, ...]:
+    """Face 0 in every frame, face 1 from frame 30 on."""
+    return (0, 1) if i >= 30 else (0,)
+
+
+# --- frame stages -----------------------------------------------------------------------------------------------
+
+
+def test_frames_come_out_in_order_tracked_and_classified(models):
+    out = list(analyse_frames(synthetic_frames(50, 25.0, two_people), models, AnalysisOptions(), FakeTracker()))
+    assert [f.index for f in out] == list(range(50))
+    assert all(f.faces is not None and f.image is None for f in out)
+    assert [len(f.faces.faces) for f in out] == [len(two_people(i)) for i in range(50)]
+    last = out[-1].faces.faces
+    assert last.track_id.tolist() == [1, 2]
+    assert [EMOTIONS[k] for k in last.probs.argmax(axis=1)] == ["happy", "sad"]
+    assert out[-1].faces.timestamp_s == pytest.approx(49 / 25)
+
+
+def test_faces_of_several_frames_are_classified_in_one_batch(models):
+    options = AnalysisOptions(batch_frames=8)
+    out = list(analyse_frames(synthetic_frames(50, 25.0, two_people), models, options, FakeTracker(),
+                              keep_images=True))
+    assert all(f.image is not None for f in out)
+    batches = models.classifier.batches
+    assert len(batches) == math.ceil(50 / 8) and sum(batches) == 30 + 2 * 20 and max(batches) == 16
+
+
+def test_every_n_detects_on_every_nth_frame_and_predicts_in_between(models):
+    tracker = FakeTracker()
+    out = list(analyse_frames(synthetic_frames(30, 25.0), models, AnalysisOptions(every=4), tracker))
+    assert models.detector.calls == math.ceil(30 / 4) and tracker.predicted == 30 - math.ceil(30 / 4)
+    assert all(f.faces.faces.track_id.tolist() == [1] and np.all(np.isfinite(f.faces.faces.probs)) for f in out)
+
+
+def test_sample_fps_analyses_some_frames_and_passes_all_on(models):
+    out = list(analyse_frames(synthetic_frames(50, 25.0), models, AnalysisOptions(sample_fps=5), FakeTracker()))
+    assert [f.index for f in out] == list(range(50))
+    assert [f.index for f in out if f.faces is not None] == list(range(0, 50, 5))
+    assert models.detector.calls == 10
+
+
+def test_sampler_takes_the_first_frame_at_or_after_each_tick():
+    sampler = Sampler(2.0)  # ticks at 0, 0.5, 1.0, ...
+    times = [0.0, 0.2, 0.49, 0.51, 0.7, 1.0, 1.9, 2.6, 2.61]  # variable frame rate
+    assert [t for t in times if sampler.take(t)] == [0.0, 0.51, 1.0, 1.9, 2.6]
+    everything = Sampler(None)
+    assert all(everything.take(t) for t in times)
+    at_29_97 = Sampler(1.0)
+    assert sum(at_29_97.take(i / 29.97) for i in range(300)) == 10  # one per second 0..9 (frame 299: 9.977 s)
+
+
+def test_options_are_validated():
+    with pytest.raises(ValueError, match="every"):
+        AnalysisOptions(every=0)
+    with pytest.raises(ValueError, match="sample_fps"):
+        AnalysisOptions(sample_fps=0)
+
+
+# --- inputs -----------------------------------------------------------------------------------------------------
+
+
+def touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    return path
+
+
+def test_inputs_from_files_folders_and_globs(tmp_path):
+    a = touch(tmp_path / "clips" / "a.mp4")
+    b = touch(tmp_path / "clips" / "B.MOV")
+    touch(tmp_path / "clips" / "a.annotated.mp4")  # an output of an earlier run: not an input
+    touch(tmp_path / "clips" / "notes.txt")
+    c = touch(tmp_path / "clips" / "sub" / "c.webm")
+    d = touch(tmp_path / "d.avi")
+    assert collect_inputs([tmp_path / "clips"]) == [b, a]
+    assert collect_inputs([str(tmp_path / "clips" / "**" / "*.webm"), d, str(a)]) == [c, d, a]
+    assert collect_inputs([str(tmp_path / "clips" / "*")]) == [b, a, c]  # a matched folder is searched
+    assert collect_inputs([a, tmp_path / "clips"]) == [a, b]  # each input once
+
+
+def test_missing_inputs_are_input_errors(tmp_path):
+    touch(tmp_path / "empty" / "readme.txt")
+    with pytest.raises(InputError, match="nope.mp4: no such file or folder"):
+        collect_inputs([tmp_path / "nope.mp4"])
+    with pytest.raises(InputError, match=r"empty, .*\*.mkv: no video files found \(mp4/mov/mkv/avi/webm/m4v\)"):
+        collect_inputs([tmp_path / "empty", str(tmp_path / "*.mkv")])
+
+
+def test_inputs_that_would_write_the_same_outputs_are_refused(tmp_path):
+    a, b = touch(tmp_path / "x" / "clip.mp4"), touch(tmp_path / "y" / "clip.mp4")
+    check_output_collisions([a, b], OutputOptions())  # beside each input: fine
+    with pytest.raises(InputError, match=r"clip.mp4 and .*clip.mp4 would both write .*clip.timeline.csv"):
+        check_output_collisions([a, b], OutputOptions(out_dir=tmp_path / "out"))
+
+
+# --- whole videos --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clip_29_97(tmp_path_factory) -> Path:
+    """160x120, 29.97 fps, 100 frames (3.34 s): face 0 throughout, face 1 from frame 30, no face in frames
+    60..89 (second 2 has no face), with an audio track."""
+    def faces(i):
+        return () if 60 <= i < 90 else two_people(i)
+
+    path = tmp_path_factory.mktemp("v") / "clip.mp4"
+    return write_video(path, synthetic_frames(100, 29.97, faces), Fraction(30000, 1001), audio=True)
+
+
+@pytest.fixture(scope="module")
+def clip_25(tmp_path_factory) -> Path:
+    """160x120, 25 fps, 60 frames (2.4 s), face 0 throughout, no audio."""
+    return write_video(tmp_path_factory.mktemp("v") / "clip25.mp4", synthetic_frames(60, 25.0), 25)
+
+
+KEEP_IDS = AnalysisOptions(max_gap_s=2.0)  # ids survive the 1 s without faces in clip_29_97
+
+
+def rows_of(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_timeline_of_a_29_97_fps_video(tmp_path, clip_29_97, models):
+    result = process_video(clip_29_97, KEEP_IDS, OutputOptions(out_dir=tmp_path), models=models)
+    assert result.status == "done" and result.frames == 100 and result.analysed_frames == 100
+    assert result.tracks == 2 and result.duration_s == pytest.approx(100 / 29.97, abs=0.05)
+    assert files_in(tmp_path) == ["clip.timeline.csv", "clip.timeline.png"]
+    rows = rows_of(tmp_path / "clip.timeline.csv")
+    assert [(r["second"], r["track_id"], r["frames"], r["dominant"]) for r in rows] == [
+        ("0", "1", "30", "happy"),
+        ("1", "1", "30", "happy"), ("1", "2", "30", "sad"),
+        ("2", "", "0", ""),  # frames 60..89 have no face
+        ("3", "1", "10", "happy"), ("3", "2", "10", "sad"),
+    ]
+    assert rows[0]["video"] == "clip.mp4" and rows[-1]["end_s"] == f"{result.duration_s:.3f}"
+
+
+def test_timeline_of_a_25_fps_video_and_same_bytes_twice(tmp_path, clip_25, models):
+    first = process_video(clip_25, AnalysisOptions(), OutputOptions(out_dir=tmp_path / "a", png=False),
+                          models=models)
+    process_video(clip_25, AnalysisOptions(), OutputOptions(out_dir=tmp_path / "b", png=False), models=models)
+    text = (tmp_path / "a" / "clip25.timeline.csv").read_bytes()
+    assert text == (tmp_path / "b" / "clip25.timeline.csv").read_bytes()
+    assert [r.frames for r in first.timeline.rows] == [25, 25, 10]
+
+
+def test_complete_outputs_are_skipped_unless_overwrite(tmp_path, clip_25, models):
+    outputs = OutputOptions(out_dir=tmp_path)
+    assert process_video(clip_25, AnalysisOptions(), outputs, models=models).status == "done"
+    csv_path = tmp_path / "clip25.timeline.csv"
+    csv_path.write_text("marker")
+    assert process_video(clip_25, AnalysisOptions(), outputs, models=models).status == "skipped"
+    assert csv_path.read_text() == "marker"
+    (tmp_path / "clip25.timeline.png").unlink()  # incomplete: done again
+    assert process_video(clip_25, AnalysisOptions(), outputs, models=models).status == "done"
+    assert csv_path.read_text().startswith("video,")
+    csv_path.write_text("marker")
+    redo = OutputOptions(out_dir=tmp_path, overwrite=True)
+    assert process_video(clip_25, AnalysisOptions(), redo, models=models).status == "done"
+    assert csv_path.read_text().startswith("video,")
+
+
+def test_annotated_video_keeps_frame_count_size_fps_and_audio(tmp_path, clip_29_97, models):
+    result = process_video(clip_29_97, KEEP_IDS, OutputOptions(out_dir=tmp_path, video=True, frames=True),
+                           models=models)
+    assert files_in(tmp_path) == ["clip.annotated.mp4", "clip.frames.csv", "clip.timeline.csv", "clip.timeline.png"]
+    assert result.outputs[0] == tmp_path / "clip.annotated.mp4"
+    source, annotated = probe(clip_29_97), probe(tmp_path / "clip.annotated.mp4")
+    assert annotated.frame_count == source.frame_count == 100
+    assert annotated.size_wh == (160, 120) and annotated.fps == pytest.approx(30000 / 1001, rel=1e-4)
+    assert annotated.has_audio
+    frame_rows = rows_of(tmp_path / "clip.frames.csv")
+    assert len(frame_rows) == 30 + 2 * 30 + 30 + 2 * 10  # one row per face, one per frame without faces
+    assert frame_rows[0]["track_id"] == "1" and frame_rows[0]["x1"] == "20.0"
+
+
+def test_annotated_frames_show_the_faces(tmp_path, clip_25, models):
+    process_video(clip_25, AnalysisOptions(), OutputOptions(out_dir=tmp_path, video=True), models=models)
+    frames = list(read_frames(tmp_path / "clip25.annotated.mp4"))
+    assert len(frames) == 60
+    tag = np.median(frames[10].image[20:29, 21:50].reshape(-1, 3), axis=0)  # the label tag above face 0
+    assert np.abs(tag - np.array(color_for(1))).max() < 45  # H.264 + yuv420p shift colours a little
+
+
+class ExplodingDetector(FakeDetector):
+    def __init__(self, after: int, error: BaseException):
+        super().__init__(marker_script)
+        self.after, self.error = after, error
+
+    def detect(self, image_bgr):
+        if self.calls >= self.after:
+            raise self.error
+        return super().detect(image_bgr)
+
+
+@pytest.mark.parametrize("error", [RuntimeError("detector crashed"), KeyboardInterrupt()])
+def test_a_failure_mid_video_leaves_no_files(tmp_path, clip_29_97, classifier, error):
+    models = Models(detector=ExplodingDetector(40, error), classifier=classifier)
+    with pytest.raises(type(error)):
+        process_video(clip_29_97, AnalysisOptions(), OutputOptions(out_dir=tmp_path, video=True, frames=True),
+                      models=models)
+    assert files_in(tmp_path) == []
+
+
+def test_a_batch_reports_a_failing_video_and_runs_the_others(tmp_path, clip_25, models):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all" * 100)
+    results = run_batch([broken, clip_25], AnalysisOptions(), OutputOptions(out_dir=tmp_path / "out"), models=models)
+    assert [r.status for r in results] == ["failed", "done"]
+    assert "broken.mp4" in results[0].error and "\n" not in results[0].error
+    assert files_in(tmp_path / "out") == ["clip25.timeline.csv", "clip25.timeline.png"]
+
+
+def test_sample_fps_analyses_fewer_frames(tmp_path, clip_25, models):
+    result = process_video(clip_25, AnalysisOptions(sample_fps=2), OutputOptions(out_dir=tmp_path), models=models)
+    assert result.frames == 60 and result.analysed_frames == 5  # t = 0, 0.5, 1.0, 1.5, 2.0
+    assert [r.frames for r in result.timeline.rows] == [2, 2, 1]
+
+
+def test_analyze_returns_dataframes(clip_29_97, models):
+    from emovid import analyze
+    from emovid.timeline import COLUMNS, FRAME_COLUMNS
+
+    frame = analyze(clip_29_97, models=models, max_gap_s=2.0)
+    assert list(frame.columns) == list(COLUMNS) and len(frame) == 6
+    assert frame["track_id"].isna().sum() == 1 and frame["dominant"].dropna().unique().tolist() == ["happy", "sad"]
+    per_frame = analyze(clip_29_97, models=models, per_frame=True, every=5)
+    assert list(per_frame.columns) == list(FRAME_COLUMNS) and len(per_frame) == 30 + 2 * 30 + 30 + 2 * 10
+    with pytest.raises(TypeError, match="unknown options: colour"):
+        analyze(clip_29_97, models=models, colour=True)
+    with pytest.raises(InputError):
+        analyze(clip_29_97.with_name("missing.mp4"), models=models)

@@ -1,0 +1,164 @@
+"""The per-second timeline: every second present, frame counts at 29.97 and 25 fps, empty seconds, CSV bytes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+from emovid_fakes import one_hot
+
+from emovid import EMOTIONS
+from emovid.faces import Faces, FrameFaces
+from emovid.timeline import (
+    COLUMNS,
+    FRAME_COLUMNS,
+    TimelineBuilder,
+    frames_csv,
+    frames_dataframe,
+    n_seconds,
+    render_png,
+    timelines_csv,
+)
+
+HEADER = "video,track_id,second,start_s,end_s,frames,angry,disgust,fear,happy,sad,surprise,neutral,dominant\n"
+
+
+def faces(track_ids, probs=None) -> Faces:
+    n = len(track_ids)
+    probs = np.array(probs if probs is not None else [one_hot(3)] * n, np.float32).reshape(n, 7)
+    boxes = np.tile(np.array([[10, 10, 50, 50]], np.float32), (n, 1))
+    return Faces(boxes, np.full(n, 0.9, np.float32), np.array(track_ids, np.int64), probs)
+
+
+def build(n_frames: int, fps: float, tracks_of=lambda i: (1,), probs_of=None, video="clip.mp4"):
+    builder = TimelineBuilder(video, n_frames / fps)
+    for i in range(n_frames):
+        ids = tracks_of(i)
+        builder.add(FrameFaces(i, i / fps, faces(ids, probs_of(i, ids) if probs_of else None)))
+    return builder.build()
+
+
+def parse(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+@pytest.mark.parametrize(("n_frames", "fps"), [(1050, 30000 / 1001), (1050, 29.97), (60, 25.0), (251, 25.0)])
+def test_every_second_has_a_row_with_its_frame_count(n_frames, fps):
+    timeline = build(n_frames, fps)
+    duration = n_frames / fps
+    assert [r.second for r in timeline.rows] == list(range(math.ceil(duration)))
+    expected = Counter(int(math.floor(i / fps + 1e-9)) for i in range(n_frames))
+    assert {r.second: r.frames for r in timeline.rows if r.track_id is not None} == dict(expected)
+    assert sum(r.frames for r in timeline.rows) == n_frames
+    last = timeline.rows[-1]
+    assert last.start_s == len(timeline.rows) - 1 and last.end_s == pytest.approx(duration)
+
+
+def test_frame_counts_at_29_97_fps_are_30_or_29():
+    timeline = build(1049, 29.97)  # 35.0017 s -> 36 seconds; second 33 holds frames 990..1018 (29 frames)
+    counts = [r.frames for r in timeline.rows]
+    assert len(counts) == 36 and set(counts[:35]) == {29, 30} and counts[33] == 29 and counts[35] == 0
+    assert timeline.rows[35].track_id is None  # [35, 35.0017) has no frame (the last is at 34.968): no-face row
+    assert timeline.rows[35].end_s == pytest.approx(1049 / 29.97)
+
+
+def test_25_fps_timestamps_on_second_boundaries_land_in_the_right_second():
+    timeline = build(75, 25.0)  # frame 25 is at 25 * (1/25), which floats may put a hair below 1.0
+    assert [r.frames for r in timeline.rows] == [25, 25, 25]
+
+
+def test_a_second_without_faces_has_exactly_one_empty_row():
+    timeline = build(75, 25.0, tracks_of=lambda i: () if 25 <= i < 50 else (1,))
+    rows = parse(timeline.to_csv())
+    assert [r["second"] for r in rows] == ["0", "1", "2"]
+    empty = rows[1]
+    assert empty["track_id"] == "" and empty["frames"] == "0" and empty["dominant"] == ""
+    assert all(empty[e] == "" for e in EMOTIONS)
+    assert (empty["start_s"], empty["end_s"]) == ("1.000", "2.000")
+
+
+def test_tracks_are_sorted_and_averaged_per_second():
+    def probs_of(i, ids):
+        return [one_hot(0) if t == 7 else (one_hot(3) if i % 2 == 0 else one_hot(4, 0.5)) for t in ids]
+
+    timeline = build(50, 25.0, tracks_of=lambda i: (7, 2) if i < 30 else (2,), probs_of=probs_of)
+    assert [(r.second, r.track_id, r.frames) for r in timeline.rows] == [(0, 2, 25), (0, 7, 25), (1, 2, 25),
+                                                                        (1, 7, 5)]
+    row = timeline.rows[0]  # track 2 in second 0: frames 0..24, 13 even (happy 0.94) and 12 odd (sad 0.5)
+    expected = (13 * np.array(one_hot(3)) + 12 * np.array(one_hot(4, 0.5))) / 25
+    np.testing.assert_allclose(row.probs, expected, atol=1e-6)
+    assert row.dominant == "happy" and timeline.rows[1].dominant == "angry"
+    assert timeline.track_ids == (2, 7)
+
+
+def test_csv_is_byte_identical_and_formatted():
+    def probs_of(i, ids):
+        rng = np.random.default_rng(i)
+        p = rng.dirichlet(np.ones(7), size=len(ids))
+        return p
+
+    first = build(90, 29.97, tracks_of=lambda i: (1, 4) if i % 3 else (1,), probs_of=probs_of).to_csv()
+    second = build(90, 29.97, tracks_of=lambda i: (1, 4) if i % 3 else (1,), probs_of=probs_of).to_csv()
+    assert first == second and first.startswith(HEADER)
+    line = first.splitlines()[1].split(",")
+    assert line[:6] == ["clip.mp4", "1", "0", "0.000", "1.000", "30"]
+    assert all(len(v.split(".")[1]) == 4 for v in line[6:13]) and line[13] in EMOTIONS
+    assert tuple(first.splitlines()[0].split(",")) == COLUMNS
+
+
+def test_untracked_or_unclassified_faces_are_not_counted():
+    builder = TimelineBuilder("v.mp4", 1.0)
+    nan = np.full((1, 7), np.nan, np.float32)
+    builder.add(FrameFaces(0, 0.0, faces([-1])))
+    builder.add(FrameFaces(1, 0.5, faces([3], nan)))
+    rows = builder.build().rows
+    assert len(rows) == 1 and rows[0].track_id is None
+
+
+def test_frames_past_the_probed_duration_extend_the_timeline():
+    builder = TimelineBuilder("v.mp4", 1.5)
+    builder.add(FrameFaces(0, 2.2, faces([1])))
+    rows = builder.build().rows
+    assert [(r.second, r.track_id, r.end_s) for r in rows] == [(0, None, 1.0), (1, None, 1.5), (2, 1, 3.0)]
+
+
+def test_n_seconds_ignores_float_noise():
+    assert n_seconds(3.0) == 3 and n_seconds(3.0000000001) == 3 and n_seconds(3.003) == 4
+    assert n_seconds(0.01) == 1 and n_seconds(0) == 0
+
+
+def test_dataframe_and_combined_csv():
+    a = build(30, 25.0, tracks_of=lambda i: () if i >= 25 else (1,), video="a.mp4")
+    b = build(25, 25.0, video="b.mp4")
+    frame = a.to_dataframe()
+    assert list(frame.columns) == list(COLUMNS)
+    assert str(frame["track_id"].dtype) == "Int64" and frame["track_id"].isna().tolist() == [False, True]
+    assert frame["happy"].iloc[0] == pytest.approx(0.94) and np.isnan(frame["happy"].iloc[1])
+    combined = timelines_csv([a, b])
+    assert combined.count("video,track_id") == 1
+    assert [r["video"] for r in parse(combined)] == ["a.mp4", "a.mp4", "b.mp4"]
+
+
+def test_per_frame_rows():
+    frames = [FrameFaces(0, 0.0, faces([1, 2])), FrameFaces(1, 0.04, Faces.empty())]
+    text = frames_csv(frames)
+    rows = parse(text)
+    assert tuple(text.splitlines()[0].split(",")) == FRAME_COLUMNS
+    assert [(r["frame"], r["track_id"]) for r in rows] == [("0", "1"), ("0", "2"), ("1", "")]
+    assert rows[0]["x1"] == "10.0" and rows[0]["happy"] == "0.9400" and rows[2]["happy"] == ""
+    frame = frames_dataframe(frames)
+    assert len(frame) == 3 and str(frame["track_id"].dtype) == "Int64"
+
+
+def test_png_is_deterministic_for_tracks_and_for_no_faces():
+    timeline = build(100, 25.0, tracks_of=lambda i: (1, 2) if i < 60 else (2,))
+    png = render_png(timeline)
+    assert png.startswith(b"\x89PNG") and png == render_png(timeline)
+    empty = build(50, 25.0, tracks_of=lambda i: ())
+    assert render_png(empty).startswith(b"\x89PNG")
+    many = build(30, 25.0, tracks_of=lambda i: tuple(range(12)))
+    assert render_png(many, max_tracks=4).startswith(b"\x89PNG")

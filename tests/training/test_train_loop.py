@@ -1,0 +1,84 @@
+"""A few training steps per architecture on tiny data, and --resume after an interruption."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from fer_tiny import TINY_SCRATCH, train_tiny
+
+from training import TrainingError
+from training.export import load_run_model
+
+
+def _history(run):
+    lines = (run / "history.csv").read_text().splitlines()
+    assert lines[0] == "epoch,loss,accuracy,val_loss,val_accuracy,seconds"
+    return [line.split(",") for line in lines[1:]]
+
+
+def _check_run(run, epochs: int):
+    state = json.loads((run / "state.json").read_text())
+    assert state["epoch"] == epochs and state["finished"]
+    assert [row[0] for row in _history(run)] == [str(e) for e in range(1, epochs + 1)]
+    for name in ("last.keras", "best.weights.h5", "history.png"):
+        assert (run / name).is_file()
+    assert not list(run.glob(".*tmp*"))
+    model, _ = load_run_model(run)  # the best weights load into a float32 rebuild
+    probs = np.asarray(model(np.full((2, 48, 48, 1), 128.0, np.float32), training=False))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_scratch_trains(scratch_run):
+    _check_run(scratch_run, epochs=2)
+
+
+@pytest.mark.slow  # the session's MobileNetV2 run: ~30 s of graph tracing on 2 cores, shared with test_export
+def test_mobilenetv2_trains(mobilenet_run):
+    _check_run(mobilenet_run, epochs=1)
+
+
+def test_vgg16_trains(tmp_path, tiny_fer):
+    state = train_tiny("vgg16", tmp_path / "vgg16", tiny_fer, model_kwargs={"dense": 16}, limit=14)
+    assert state.epoch == 1
+    _check_run(tmp_path / "vgg16", epochs=1)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_continues_after_an_interruption(tmp_path, tiny_fer):
+    run = tmp_path / "scratch"
+
+    def stop_after_first_epoch(message: str) -> None:
+        if "epoch 1/3" in message:  # logged after epoch 1's checkpoint and state are written
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train_tiny("scratch", run, tiny_fer, epochs=3, model_kwargs=TINY_SCRATCH, log=stop_after_first_epoch)
+    state = json.loads((run / "state.json").read_text())
+    assert state["epoch"] == 1 and not state["finished"]
+    assert len(_history(run)) == 1
+
+    logged = []
+    state = train_tiny("scratch", run, tiny_fer, epochs=3, model_kwargs=TINY_SCRATCH, resume=True,
+                       log=logged.append)
+    assert logged[0].startswith("scratch: resuming after epoch 1")
+    assert any("epoch 2/3" in m for m in logged) and not any("epoch 1/3" in m for m in logged)
+    assert state.epoch == 3 and state.finished
+    _check_run(run, epochs=3)  # history appended: epochs 1, 2, 3
+
+    logged.clear()
+    train_tiny("scratch", run, tiny_fer, epochs=3, model_kwargs=TINY_SCRATCH, resume=True, log=logged.append)
+    assert "already finished" in logged[0]
+
+
+def test_train_needs_both_splits(tmp_path, fer_writer):
+    from fer_tiny import make_images
+
+    labels = np.arange(7)
+    path = fer_writer("train_only.csv", labels, ["Training"] * 7, make_images(labels, 3))
+    with pytest.raises(TrainingError, match="needs Training and PublicTest rows"):
+        train_tiny("scratch", tmp_path / "run", path, model_kwargs=TINY_SCRATCH)

@@ -1,0 +1,30 @@
+"""Each builder at its default settings: float32 [N,48,48,1] 0-255 in, float32 [N,7] probabilities out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fer_tiny import make_images
+
+from training import TrainingError
+from training.export import float32_policy
+from training.models import build
+
+
+@pytest.mark.parametrize("arch", ["scratch", "mobilenetv2", "vgg16"])
+def test_builder_outputs_probabilities(arch):
+    images = make_images(np.arange(3), seed=2)[..., None].astype(np.float32)
+    with float32_policy():
+        model = build(arch)  # transfer models without ImageNet weights (none can be downloaded here)
+    probs = np.asarray(model(images, training=False))
+    assert model.input_shape == (None, 48, 48, 1)
+    assert probs.shape == (3, 7) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    assert (probs >= 0).all()
+
+
+def test_unknown_arch_and_missing_weights(tmp_path):
+    with pytest.raises(TrainingError, match="unknown architecture"):
+        build("resnet")
+    with pytest.raises(TrainingError, match="not found"):
+        build("vgg16", weights=str(tmp_path / "vgg16_notop.h5"))
