@@ -1,6 +1,7 @@
 """Face detector speed and accuracy at several `max_side` values (the longer image side the network sees).
 
     python benchmarks/detector.py [--max-side 320 480 640 960] [--frames 60] [--threads 0] [--device cpu]
+                                  [--model other_centerface.onnx]   # e.g. an int8 copy (benchmarks/run_all.py)
 
 Data (nothing downloaded):
 - "generated": a 1280x720 H.264 video written with tests/media.py: real faces from the carphone clip pasted at
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=60, help="frames of the generated video")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = its default)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model", type=Path, default=None, help="another CenterFace ONNX file (default: shipped)")
     args = parser.parse_args(argv)
     import cv2
     import onnxruntime as ort
@@ -119,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     rows_generated, rows_carphone = [], []
     runtime = None
     for max_side in args.max_side:
-        detector = CenterFaceDetector(device=args.device, max_side=max_side, intra_op_threads=args.threads)
+        detector = CenterFaceDetector(device=args.device, max_side=max_side, intra_op_threads=args.threads,
+                                      model_path=args.model)
         runtime = detector.runtime
         results, ms = timed(detector, generated)
         s = score(results, truth)
@@ -137,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         rows_carphone.append(row)
 
     n_faces = sum(len(b) for b in truth)
-    print(f"CenterFace, onnxruntime {ort.__version__} {runtime.provider if runtime else ''}, "
+    name = f"CenterFace ({args.model.name})" if args.model else "CenterFace"
+    print(f"{name}, onnxruntime {ort.__version__} {runtime.provider if runtime else ''}, "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, threads={args.threads or 'default'}"
           f", load average {os.getloadavg()[0]:.1f}\n")
     print(f"Generated 1280x720 video: {len(truth)} frames, {n_faces} faces (IoU >= 0.5)\n")

@@ -205,7 +205,7 @@ def _dims(shape) -> list:
 def _check_contract(path: Path, session) -> tuple[str, dict[str, str]]:
     """Validate inputs/outputs/labels of a session against the contract; return (input name, metadata)."""
     inputs, outputs = session.get_inputs(), session.get_outputs()
-    expected_in = "one input float32 [N,48,48,1] (N dynamic)"
+    expected_in = "one input float32 [N,48,48,1] and one output float32 [N,7] (N dynamic)"
     if len(inputs) != 1:
         raise ModelError(f"{path}: expected {expected_in}, got {len(inputs)} inputs")
     spec = inputs[0]

@@ -2,9 +2,12 @@
 
 Thin: parse options, call emovid.pipeline, map errors to exit codes. Heavy modules (numpy, cv2, av,
 onnxruntime, pandas, matplotlib) are imported inside the command bodies so `emovid --help` is instant.
-Exit codes: 0 every video done or skipped; 1 some video failed (the summary lists each with its reason);
-2 usage or setup error, nothing processed (no inputs found, bad option, model or device unavailable);
-130 interrupted (Ctrl-C; temporary files are removed). Everything but `--csv -` data goes to stderr.
+Exit codes: 0 every video done or skipped; 1 some video failed, or some argument matched no video while others
+did (the summary lists each with its reason; the other videos are processed); 2 usage or setup error, nothing
+processed (no video in any argument, bad option, a model that is missing, corrupt or breaks the contract,
+`--device cuda`/`tensorrt` on a machine that cannot run it); 130 interrupted (Ctrl-C; temporary files are
+removed, and a rerun skips the videos whose outputs are complete). Every failure is one line naming the file and
+the reason (`--debug` adds tracebacks). Everything but `--csv -` data goes to stderr.
 """
 
 from __future__ import annotations
@@ -60,6 +63,10 @@ Model = Annotated[str, typer.Option(
 DeviceOpt = Annotated[Device, typer.Option("--device", help="Execution device (auto: CUDA when it works, else CPU).")]
 DetectorOpt = Annotated[Detector, typer.Option("--detector", help="Face detector.")]
 MinFace = Annotated[int, typer.Option("--min-face", min=0, metavar="PX", help="Ignore faces smaller than PX pixels.")]
+DetectSize = Annotated[int, typer.Option(
+    "--detect-size", min=32, metavar="PX",
+    help="Longer side of the image the face detector sees (frames are shrunk to it). Smaller is faster but "
+         "misses small faces: at 320 a face needs about 32 px in a 640x360 frame.")]
 Every = Annotated[int, typer.Option(
     "--every", min=1, metavar="N", help="Detect faces every N analysed frames; track them in between (faster).")]
 PerFrame = Annotated[bool, typer.Option(
@@ -89,14 +96,30 @@ def _fail_usage(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _run(videos: list[str], *, out: Path | None, model: str, device: Device, detector: Detector, min_face: int,
-         every: int, per_frame: bool, overwrite: bool, debug: bool, video: bool, csv: str | None = None,
-         sample_fps: float | None = None) -> None:
+def _run(videos: list[str], **options) -> None:
+    """Ctrl-C anywhere (importing, loading models, analysing, writing the summary) exits 130 with one line."""
+    try:
+        _analyse(videos, **options)
+    except KeyboardInterrupt:
+        typer.echo("interrupted (unfinished outputs removed)", err=True)
+        raise typer.Exit(130) from None
+
+
+def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device, detector: Detector, min_face: int,
+             every: int, per_frame: bool, overwrite: bool, debug: bool, video: bool, csv: str | None = None,
+             sample_fps: float | None = None, detect_size: int = 640) -> None:
     import traceback
 
     from emovid.errors import EmovidError, OutputError
     from emovid.outputs import prepare_dir, write_atomic
-    from emovid.pipeline import AnalysisOptions, OutputOptions, check_output_collisions, collect_inputs, run_batch
+    from emovid.pipeline import (
+        AnalysisOptions,
+        OutputOptions,
+        check_output_collisions,
+        collect_inputs,
+        input_problems,
+        run_batch,
+    )
     from emovid.progress import ConsoleReporter, failure_line, stderr_console, summary_table
     from emovid.timeline import timelines_csv
 
@@ -104,20 +127,24 @@ def _run(videos: list[str], *, out: Path | None, model: str, device: Device, det
     if debug:
         _debug_logging()
     try:
-        paths = collect_inputs(videos)
+        paths, unmatched = input_problems(videos)  # arguments matching nothing fail; the others still run
+        if not paths:
+            collect_inputs(videos)  # raises the usage error (no video at all)
         if csv == "-" and len(paths) != 1:
             raise typer.BadParameter(f"'-' (stdout) needs exactly one input video, got {len(paths)}",
                                      param_hint="--csv")
         if csv not in (None, "-"):
             prepare_dir(Path(csv).parent)  # fail before the analysis, not after it
         options = AnalysisOptions(model=model, device=device.value, detector=detector.value, min_face_px=min_face,
-                                  every=every, sample_fps=sample_fps)
+                                  every=every, sample_fps=sample_fps, detect_size_px=detect_size)
         # --csv collects every input's rows into one file, so every input is analysed (no skipping).
         outputs = OutputOptions(out_dir=out, video=video, csv=csv is None, png=True, frames=per_frame,
                                 overwrite=overwrite or csv is not None)
         check_output_collisions(paths, outputs)
         with ConsoleReporter(console) as reporter:
-            results = run_batch(paths, options, outputs, reporter=reporter)
+            for result in unmatched:
+                reporter.video_finished(result)
+            results = unmatched + run_batch(paths, options, outputs, reporter=reporter)
     except KeyboardInterrupt:
         typer.echo("interrupted (unfinished outputs removed)", err=True)
         raise typer.Exit(130) from None
@@ -174,13 +201,14 @@ def annotate(
     detector: DetectorOpt = Detector.centerface,
     min_face: MinFace = 0,
     every: Every = 1,
+    detect_size: DetectSize = 640,
     per_frame: PerFrame = False,
     overwrite: Overwrite = False,
     debug: Debug = False,
 ) -> None:
     """Write <stem>.annotated.mp4 (boxes, track ids, emotions; audio kept) plus the timeline CSV and PNG."""
     _run(videos, out=out, model=model, device=device, detector=detector, min_face=min_face, every=every,
-         per_frame=per_frame, overwrite=overwrite, debug=debug, video=True)
+         per_frame=per_frame, overwrite=overwrite, debug=debug, video=True, detect_size=detect_size)
 
 
 @app.command()
@@ -199,6 +227,7 @@ def timeline(
     detector: DetectorOpt = Detector.centerface,
     min_face: MinFace = 0,
     every: Every = 1,
+    detect_size: DetectSize = 640,
     per_frame: PerFrame = False,
     overwrite: Overwrite = False,
     debug: Debug = False,
@@ -206,7 +235,8 @@ def timeline(
     """Write <stem>.timeline.csv (mean emotion probabilities per person per second) and <stem>.timeline.png,
     without rendering video."""
     _run(videos, out=out, model=model, device=device, detector=detector, min_face=min_face, every=every,
-         per_frame=per_frame, overwrite=overwrite, debug=debug, video=False, csv=csv, sample_fps=sample_fps)
+         per_frame=per_frame, overwrite=overwrite, debug=debug, video=False, csv=csv, sample_fps=sample_fps,
+         detect_size=detect_size)
 
 
 try:

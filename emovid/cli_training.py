@@ -77,6 +77,11 @@ def train_command(
     out: Annotated[Path, typer.Option(file_okay=False, help="Run folder (checkpoints, state.json, history).")],
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (default 40).")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Batch size (default 64).")] = None,
+    learning_rate: Annotated[float | None, typer.Option(
+        min=1e-7, help="Peak learning rate of the warm-up + cosine schedule (default 1e-3).")] = None,
+    upsample: Annotated[int | None, typer.Option(
+        min=1, max=4, help="mobilenetv2: enlarge the 48x48 input this many times inside the graph (default 2).")]
+    = None,
     weights: Annotated[str | None, typer.Option(
         help="Backbone start for mobilenetv2/vgg16: imagenet, none or a local Keras .h5 file.")] = None,
     labels: Annotated[Labels, typer.Option(help="Training targets.")] = Labels.fer2013,
@@ -96,13 +101,16 @@ def train_command(
         raise typer.BadParameter(f"--labels {labels.value} needs the FER+ votes file", param_hint="--ferplus")
     if weights is not None and arch is Arch.scratch:
         raise typer.BadParameter("applies to mobilenetv2 and vgg16 only", param_hint="--weights")
+    if upsample is not None and arch is not Arch.mobilenetv2:
+        raise typer.BadParameter("applies to mobilenetv2 only", param_hint="--upsample")
     _require_training_extra("train", ("tensorflow", "keras"))
     from training import TrainingError
     from training.data import load_fer2013
     from training.train import TrainConfig, train
 
-    options = {"epochs": epochs, "batch_size": batch_size, "seed": seed, "limit": limit,
-               "precision": precision.value if precision else None}
+    options = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
+               "limit": limit, "precision": precision.value if precision else None,
+               "model_kwargs": {"upsample": upsample} if upsample is not None else None}
     config = TrainConfig(
         arch=arch.value, data=str(data), out_dir=str(out), labels=labels.value, weights=weights,
         ferplus=str(ferplus) if ferplus else None, ferplus_index=str(ferplus_index) if ferplus_index else None,

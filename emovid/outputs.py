@@ -1,6 +1,9 @@
 """Output files: naming (`<stem>.annotated.mp4`, `<stem>.timeline.csv`, ...), the skip-if-complete check,
 and atomic writes (a temporary name in the output folder, renamed with os.replace once complete, removed on any
-exception or Ctrl-C), so an output either exists complete or not at all.
+exception or Ctrl-C), so an output either exists complete or not at all. `write_staged` defers the rename to the
+end of an ExitStack, so one video's outputs are all written before any of them is renamed. Temporaries left by a
+killed process (SIGKILL, power loss) are removed the next time an output is written to their folder. OS errors
+become one-line `OutputError`s naming the final output (never its temporary name).
 """
 
 from __future__ import annotations
@@ -90,12 +93,59 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
+def _temp_pid(name: str) -> int | None:
+    """The pid in a `temp_path` name (`.<name>.tmp-<pid><suffix>`), None for any other name."""
+    base, mark, rest = name.rpartition(TEMP_MARK)
+    digits = rest[:len(rest) - len(rest.lstrip("0123456789"))]
+    if not (mark and base.startswith(".") and digits and rest[len(digits):] == Path(base[1:]).suffix):
+        return None
+    return int(digits)
+
+
+_swept: set[Path] = set()
+
+
+def remove_stale_temporaries(folder: Path, force: bool = False) -> list[Path]:
+    """Remove the temporaries in `folder` left by processes that no longer run (killed, power loss); those of a
+    process still running (another emovid writing to the same folder) are kept. Each folder is swept once per
+    process unless `force`."""
+    folder = Path(folder)
+    key = folder.resolve()
+    if key in _swept and not force:
+        return []
+    _swept.add(key)
+    removed = []
+    with contextlib.suppress(OSError):
+        for path in folder.iterdir():
+            pid = _temp_pid(path.name)
+            if pid is not None and pid != os.getpid() and not _alive(pid):
+                _remove(path)
+                removed.append(path)
+    return removed
+
+
+def output_error(final: Path, exc: OSError) -> OutputError:
+    """The one-line OutputError for an OS error while writing `final`."""
+    return OutputError(f"{final}: cannot write ({_reason(exc)})")
+
+
 @contextlib.contextmanager
 def atomic_output(final: Path) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces `final`, on any exception (KeyboardInterrupt too)
     it is removed and the exception propagates. A `final` that cannot be replaced raises OutputError."""
     final = Path(final)
     temp = temp_path(final)
+    remove_stale_temporaries(final.parent)  # leftovers of killed runs
     _remove(temp)  # a leftover of an earlier process with the same pid
     try:
         yield temp
@@ -104,7 +154,12 @@ def atomic_output(final: Path) -> Iterator[Path]:
         try:
             os.replace(temp, final)
         except OSError as exc:
-            raise OutputError(f"{final}: cannot write ({_reason(exc)})") from None
+            raise output_error(final, exc) from None
+    except OutputError as exc:
+        _remove(temp)
+        if str(temp) in str(exc):  # a writer that names the file it writes: name the output instead
+            raise OutputError(str(exc).replace(str(temp), str(final))) from None
+        raise
     except BaseException:
         _remove(temp)
         raise
@@ -112,12 +167,23 @@ def atomic_output(final: Path) -> Iterator[Path]:
 
 def write_atomic(final: Path, data: bytes | str) -> Path:
     """Write bytes (or UTF-8 text, newlines kept as given) to `final` atomically; OutputError on OS errors."""
-    payload = data.encode("utf-8") if isinstance(data, str) else data
     with atomic_output(final) as temp:
-        try:
-            temp.write_bytes(payload)
-        except OSError as exc:
-            raise OutputError(f"{final}: cannot write ({_reason(exc)})") from None
+        _write(temp, final, data)
+    return Path(final)
+
+
+def _write(temp: Path, final: Path, data: bytes | str) -> None:
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+    except OSError as exc:
+        raise output_error(final, exc) from None
+
+
+def write_staged(stack: contextlib.ExitStack, final: Path, data: bytes | str) -> Path:
+    """Write `data` to a temporary of `final` now; it replaces `final` when `stack` closes without an exception
+    and is removed otherwise. So the outputs of one video are renamed together, once all of them are written."""
+    _write(stack.enter_context(atomic_output(final)), Path(final), data)
     return Path(final)
 
 
@@ -128,6 +194,14 @@ def atomic_text(final: Path) -> Iterator:
         try:
             handle = open(temp, "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed by the with below)
         except OSError as exc:
-            raise OutputError(f"{final}: cannot write ({_reason(exc)})") from None
-        with handle:
+            raise output_error(final, exc) from None
+        try:
             yield handle
+        except BaseException:
+            with contextlib.suppress(OSError):
+                handle.close()
+            raise
+        try:
+            handle.close()  # flushes: a full disk shows here
+        except OSError as exc:
+            raise output_error(final, exc) from None

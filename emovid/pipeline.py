@@ -1,8 +1,9 @@
 """The pipeline: probe -> read_frames -> detect (every N) / track -> crop + classify (batched) -> annotate +
 VideoSink (annotate only) -> timeline rows.
 
-Stages are generators over small records, so decode, inference and encode can later run in threads without
-changing what each stage does. `process_video` analyses one video and writes its outputs atomically;
+Stages are generators over small records, so decode, inference and encode run in threads (emovid.stream:
+decoding ahead, annotate + encode behind; AnalysisOptions.threaded) without changing what each stage does: the
+threaded and sequential paths write the same CSVs. `process_video` analyses one video and writes its outputs atomically;
 `run_batch` runs many and turns each video's failure into a result; `analyze` is the notebook API.
 """
 
@@ -27,9 +28,10 @@ from emovid.outputs import (
     atomic_output,
     atomic_text,
     is_output_name,
+    output_error,
     output_paths,
     prepare_dir,
-    write_atomic,
+    write_staged,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,10 +53,12 @@ class AnalysisOptions:
     device: str = "auto"  # auto | cpu | cuda | tensorrt
     detector: str = "centerface"
     min_face_px: int = 0  # ignore faces smaller than this (box side, pixels)
+    detect_size_px: int = 640  # frames are shrunk to this longer side for the face detector (never enlarged)
     every: int = 1  # run the detector every N analysed frames; the tracker predicts boxes in between
     sample_fps: float | None = None  # analyse this many frames per second of video (None: every frame)
     max_gap_s: float = 1.0  # a track survives this long without detections
     batch_frames: int = 8  # frames whose faces are classified in one batch
+    threaded: bool = True  # decode, and annotate + encode, in worker threads (emovid.stream); False: all in one
 
     def __post_init__(self) -> None:
         if self.every < 1:
@@ -63,6 +67,8 @@ class AnalysisOptions:
             raise ValueError(f"sample_fps must be > 0, got {self.sample_fps}")
         if self.min_face_px < 0:
             raise ValueError(f"min_face_px must be >= 0, got {self.min_face_px}")
+        if self.detect_size_px < 32:
+            raise ValueError(f"detect_size_px must be >= 32, got {self.detect_size_px}")
         if self.batch_frames < 1:
             raise ValueError(f"batch_frames must be >= 1, got {self.batch_frames}")
 
@@ -109,7 +115,8 @@ def load_models(options: AnalysisOptions) -> Models:
     classifier = load_classifier(options.model, options.device)
     from emovid.detect import load_detector
 
-    detector = load_detector(options.detector, device=options.device, min_face_px=options.min_face_px)
+    detector = load_detector(options.detector, device=options.device, min_face_px=options.min_face_px,
+                             max_side=options.detect_size_px)
     return Models(detector=detector, classifier=classifier)
 
 
@@ -141,10 +148,35 @@ def _videos_in(folder: Path) -> list[Path]:
                   if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS and not is_output_name(p.name))
 
 
+def _no_videos(args: Sequence[str]) -> str:
+    kinds = "/".join(e.lstrip(".") for e in VIDEO_EXTENSIONS)
+    return f"{', '.join(args)}: no video files found ({kinds})"
+
+
 def collect_inputs(args: Sequence[str | Path]) -> list[Path]:
     """Files, folders (their video files by extension, not recursive) and globs (`**` recurses) -> video paths in
     argument order, each once. InputError when an argument matches nothing."""
+    found, missing, empty = find_inputs(args)
+    if missing:
+        raise InputError(f"{missing[0]}: no such file or folder")
+    if empty:
+        raise InputError(_no_videos(empty))
+    return found
+
+
+def input_problems(args: Sequence[str | Path]) -> tuple[list[Path], list[VideoResult]]:
+    """(the videos of `args` as collect_inputs finds them, a "failed" result for each argument that matches nothing),
+    so a batch can process the videos it found and report the rest."""
+    found, missing, empty = find_inputs(args)
+    failed = [VideoResult(path=Path(a), status="failed", error=f"{a}: no such file or folder") for a in missing]
+    failed += [VideoResult(path=Path(a), status="failed", error=_no_videos([a])) for a in empty]
+    return found, failed
+
+
+def find_inputs(args: Sequence[str | Path]) -> tuple[list[Path], list[str], list[str]]:
+    """(video paths in argument order, each once; arguments that do not exist; arguments without videos)."""
     found: list[Path] = []
+    missing: list[str] = []
     empty: list[str] = []
     for arg in args:
         text = str(arg)
@@ -162,17 +194,15 @@ def collect_inputs(args: Sequence[str | Path]) -> list[Path]:
                 elif hit_path.suffix.lower() in VIDEO_EXTENSIONS and not is_output_name(hit_path.name):
                     matches.append(hit_path)
         else:
-            raise InputError(f"{text}: no such file or folder")
+            missing.append(text)
+            continue
         if not matches:
             empty.append(text)
         found.extend(matches)
-    if empty:
-        kinds = "/".join(e.lstrip(".") for e in VIDEO_EXTENSIONS)
-        raise InputError(f"{', '.join(empty)}: no video files found ({kinds})")
     unique: dict[Path, Path] = {}
     for path in found:
         unique.setdefault(path.resolve(), path)
-    return list(unique.values())
+    return list(unique.values()), missing, empty
 
 
 def check_output_collisions(paths: Sequence[Path], outputs: OutputOptions) -> None:
@@ -327,9 +357,24 @@ def process_video(path: Path | str, options: AnalysisOptions = AnalysisOptions()
 
             from emovid.timeline import FRAME_COLUMNS
 
-            frames_file = csv.writer(stack.enter_context(atomic_text(paths.frames)), lineterminator="\n")
+            frames_handle = stack.enter_context(atomic_text(paths.frames))
+            frames_file = csv.writer(frames_handle, lineterminator="\n")
             frames_file.writerow(FRAME_COLUMNS)
-        stream = analyse_frames(read_frames(path, info), models, options, keep_images=sink is not None)
+        frames = read_frames(path, info)
+        write_frame = writer = None
+        if sink is not None:
+            def write_frame(item: AnalysedFrame) -> None:
+                faces = item.faces.faces if item.faces is not None else Faces.empty()
+                sink.write(annotate(item.image, faces, models.classifier.labels), item.timestamp_s)
+        if options.threaded:  # decode ahead and encode behind the analysis; each exits before the sink does
+            from emovid.stream import BackgroundWriter, Prefetch, queue_size
+
+            depth = queue_size(info.size_wh[0] * info.size_wh[1] * 3)
+            frames = stack.enter_context(Prefetch(frames, maxsize=depth, name="emovid-decode"))
+            if write_frame is not None:
+                writer = stack.enter_context(BackgroundWriter(write_frame, maxsize=depth, name="emovid-encode"))
+                write_frame = writer.submit
+        stream = analyse_frames(frames, models, options, keep_images=sink is not None)
         for item in stream:
             decoded += 1
             if item.faces is not None:
@@ -337,21 +382,33 @@ def process_video(path: Path | str, options: AnalysisOptions = AnalysisOptions()
                 builder.add(item.faces)
                 tracks.update(int(t) for t in item.faces.faces.track_id if t >= 0)
                 if frames_file is not None:
-                    frames_file.writerows(frame_rows(item.faces))
+                    try:
+                        frames_file.writerows(frame_rows(item.faces))
+                    except OSError as exc:  # e.g. the disk is full
+                        raise output_error(paths.frames, exc) from None
                 if on_frame is not None:
                     on_frame(item.faces)
-            if sink is not None:
-                faces = item.faces.faces if item.faces is not None else Faces.empty()
-                sink.write(annotate(item.image, faces, models.classifier.labels), item.timestamp_s)
+            if write_frame is not None:
+                write_frame(item)
             if progress is not None:
                 progress(decoded, max(total, decoded))
         if decoded == 0:
             raise InputError(f"{path}: no frames could be decoded")
+        # every output is finished before any is renamed (at the end of the with-block): all or none
+        if writer is not None:
+            writer.close()  # the frames still queued for encoding
+        if sink is not None:
+            sink.close()
+        if frames_file is not None:
+            try:
+                frames_handle.close()
+            except OSError as exc:
+                raise output_error(paths.frames, exc) from None
         timeline = builder.build()
         if paths.csv is not None:
-            write_atomic(paths.csv, timeline.to_csv())
+            write_staged(stack, paths.csv, timeline.to_csv())
         if paths.png is not None:
-            write_atomic(paths.png, render_png(timeline))
+            write_staged(stack, paths.png, render_png(timeline))
     return VideoResult(path=path, status="done", outputs=paths.paths(), duration_s=info.duration_s, frames=decoded,
                        analysed_frames=analysed, tracks=len(tracks), elapsed_s=time.perf_counter() - started,
                        timeline=timeline)
@@ -416,7 +473,7 @@ _MODELS_CACHE: dict[tuple, Models] = {}
 
 
 def _cached_models(options: AnalysisOptions) -> Models:
-    key = (options.model, options.device, options.detector, options.min_face_px)
+    key = (options.model, options.device, options.detector, options.min_face_px, options.detect_size_px)
     if key not in _MODELS_CACHE:
         _MODELS_CACHE.clear()  # keep one set of sessions alive at most
         _MODELS_CACHE[key] = load_models(options)

@@ -53,7 +53,7 @@ class ConsoleReporter:
             self._progress.stop()
 
     def models_loaded(self, models: Models) -> None:
-        self.console.print(Text(models.describe()))
+        self.console.print(Text(models.describe()), soft_wrap=True)  # one line, however narrow the terminal
 
     def video_started(self, path: Path) -> ProgressCallback:
         if not self._started:  # started with the first video, so runs that process nothing print no bars
@@ -70,11 +70,12 @@ class ConsoleReporter:
     def video_finished(self, result: VideoResult) -> None:
         task = self._tasks.get(result.path)
         if result.status == "skipped":
-            self._progress.console.print(Text(f"{result.path}: skipped (outputs exist; --overwrite redoes them)"))
+            self._progress.console.print(Text(f"{result.path}: skipped (outputs exist; --overwrite redoes them)"),
+                                         soft_wrap=True)
         elif result.status == "failed":
             if task is not None:
                 self._progress.update(task, description=f"{result.path.name} (failed)")
-            self._progress.console.print(Text.assemble(("failed ", "red"), failure_line(result)))
+            self._progress.console.print(Text.assemble(("failed ", "red"), failure_line(result)), soft_wrap=True)
         elif task is not None:
             self._progress.update(task, total=result.frames, completed=result.frames)
 

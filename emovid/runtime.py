@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 from emovid.errors import DeviceError, ModelError
+
+log = logging.getLogger("emovid.runtime")
 
 
 class Device(StrEnum):
@@ -42,12 +47,20 @@ def _ort():
     return ort
 
 
-def session_options(intra_op_threads: int = 0):
+def session_options(intra_op_threads: int = 0, spinning: bool = False):
+    """All graph optimisations; `intra_op_threads` 0 = ONNX Runtime's default (one per physical core).
+
+    `spinning=False` (emovid's default) stops idle intra-op threads from busy-waiting for the next run: the
+    pipeline decodes and encodes in other threads between two inference calls, and spinning threads took
+    their cores (measured in BENCHMARKS.md: CenterFace on 2 busy cores, 1.6-1.9x less CPU per frame).
+    """
     ort = _ort()
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = intra_op_threads
     options.log_severity_level = 4
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 
@@ -71,11 +84,17 @@ def create_session(model_path: str | Path, device: Device | str = Device.auto, i
         if wanted[0] not in available:
             raise DeviceError(f"--device {device.value}: this onnxruntime build has no {wanted[0]} "
                               f"(available: {', '.join(sorted(available))})")
+    printed = io.StringIO()  # onnxruntime print()s a multi-line "EP Error" banner when a provider fails to start
     try:
-        session = ort.InferenceSession(str(path), sess_options=session_options(intra_op_threads), providers=wanted)
+        with contextlib.redirect_stdout(printed):
+            session = ort.InferenceSession(str(path), sess_options=session_options(intra_op_threads),
+                                           providers=wanted)
     except Exception as exc:  # onnxruntime raises its own untyped errors for corrupt files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{path}: not a loadable ONNX model ({first[:200]})") from exc
+    finally:
+        if printed.getvalue().strip():
+            log.debug("%s: onnxruntime said: %s", path, " ".join(printed.getvalue().split()))
     used = session.get_providers()[0]
     if device in (Device.cuda, Device.tensorrt) and used != wanted[0]:
         raise DeviceError(f"--device {device.value}: {wanted[0]} could not start on this machine "

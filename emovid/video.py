@@ -3,13 +3,14 @@
 Reading
 - `probe(path)` opens the file, checks it has a video stream and decodes its first frame (so a file that probes
   also decodes), and returns a `VideoInfo`. Every failure is an `InputError` whose message is one line,
-  "<path>: <reason>".
+  "<path>: <reason>". A still image (PNG, JPEG..., which FFmpeg would read as a one-frame video) is refused.
 - `read_frames(path)` decodes one frame at a time (constant memory, FFmpeg's frame/slice threads) as BGR uint8
   with the container's rotation (phone videos) applied. `Frame.timestamp_s` is the frame's presentation time
   (pts * time_base) minus the video stream's start, so variable frame rate video keeps its real timing.
 - Damage inside a file: a packet that fails to decode is skipped (as ffmpeg does) and a read error ends the
   stream; every frame that decoded is yielded and the number of skipped packets is logged as a warning on
-  the `emovid.video` logger. A file in which no frame decodes at all raises `InputError`.
+  the `emovid.video` logger, as is a file that ends before the frame count its index gives (a truncated file whose
+  index comes first). A file in which no frame decodes at all raises `InputError`.
 - Rotation: the display matrix's rotation is applied in multiples of 90 degrees (the angle is rounded to the
   nearest multiple); a mirroring display matrix is not applied.
 
@@ -98,6 +99,11 @@ def _open(path: Path):
     if not streams:
         container.close()
         raise InputError(f"{path}: no video stream")
+    fmt = container.format.name or ""
+    if fmt.endswith("_pipe") or fmt == "image2":  # FFmpeg reads a PNG/JPEG... as a one-frame "video"
+        kind = streams[0].codec_context.name or fmt.removesuffix("_pipe")
+        container.close()
+        raise InputError(f"{path}: a still image ({kind}), not a video")
     return container, streams[0]
 
 
@@ -218,6 +224,8 @@ def read_frames(path: Path | str, info: VideoInfo | None = None) -> Iterator[Fra
             index += 1
         if index == 0:
             raise InputError(f"{path}: no decodable video frame")
+        if stream.frames and index < stream.frames:  # the index promised more: cut short (a copy or upload stopped)
+            log.warning("%s: the file ends early: %d of %d frames decoded (truncated?)", path, index, stream.frames)
     finally:
         container.close()
 
@@ -338,6 +346,7 @@ class VideoSink:
         self._container = None
         self._stream = None
         self._audio: _AudioCopy | None = None
+        self._finished = False
 
     def __enter__(self) -> VideoSink:
         import av
@@ -396,11 +405,19 @@ class VideoSink:
         self.frames_written += 1
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        import av
-
         if exc_type is not None:
             self._abort()
             return
+        self.close()
+
+    def close(self) -> None:
+        """Flush the encoder and finish the file now (OutputError, and the partial file removed, when that fails),
+        e.g. before other outputs are committed; the end of the with-block then has nothing left to do."""
+        import av
+
+        if self._finished:
+            return
+        self._finished = True
         try:
             self._container.mux(self._stream.encode(None))
             if self._audio is not None:

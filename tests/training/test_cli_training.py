@@ -81,7 +81,8 @@ def test_train_on_a_broken_file_exits_1_with_one_line(app, tmp_path):
 
 @pytest.mark.parametrize(
     "extra",
-    [["--labels", "ferplus-soft"], ["--weights", "imagenet"], ["--arch", "resnet"], ["--epochs", "0"]],
+    [["--labels", "ferplus-soft"], ["--weights", "imagenet"], ["--arch", "resnet"], ["--epochs", "0"],
+     ["--upsample", "1"], ["--learning-rate", "0"]],
 )
 def test_train_usage_errors_exit_2(app, tiny_fer, tmp_path, extra):
     args = ["train", "--arch", "scratch", "--data", str(tiny_fer), "--out", str(tmp_path / "r"), *extra]
@@ -98,6 +99,17 @@ def test_train_tiny_run(app, tiny_fer, tmp_path):
     assert "scratch epoch 1/1" in result.stdout
     state = json.loads((out / "state.json").read_text())
     assert state["epoch"] == 1 and state["config"]["seed"] == 7 and state["config"]["limit"] == 14
+
+
+def test_train_learning_rate_and_upsample_reach_the_run(app, tiny_fer, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--arch", "mobilenetv2", "--data", str(tiny_fer), "--out", str(out), "--epochs", "1",
+            "--batch-size", "14", "--limit", "14", "--precision", "float32", "--upsample", "1",
+            "--learning-rate", "5e-4"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "state.json").read_text())["config"]
+    assert config["model_kwargs"] == {"upsample": 1} and config["learning_rate"] == 5e-4
 
 
 def test_export_onnx(app, scratch_run, tiny_fer, tmp_path):

@@ -1,0 +1,129 @@
+"""Ctrl-C: `python -m emovid` in a subprocess gets SIGINT in the middle of a video. It exits 130 with one line,
+leaves no partial or temporary file, and a rerun skips the finished video and completes the interrupted one."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import media
+import pytest
+from emovid_fakes import brightness_model
+
+from emovid.video import probe
+
+REPO = Path(__file__).resolve().parents[2]
+WAIT_S = 120  # generous upper bounds for a loaded machine; nothing asserts on timing
+
+
+def emovid(*args: str | Path) -> list[str]:
+    return [sys.executable, "-m", "emovid", *(str(a) for a in args)]
+
+
+def environment() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> tuple[Path, Path, Path]:
+    folder = tmp_path_factory.mktemp("clips")
+    short = media.make_face_video(folder / "short.mp4", duration_s=0.4).path
+    long = media.make_face_video(folder / "long.mp4", duration_s=8.0).path  # 200 frames
+    return short, long, brightness_model(folder / "tiny.onnx")
+
+
+@pytest.mark.parametrize(("command", "started", "outputs"), [
+    (["timeline", "--per-frame"], ".long.frames.csv.tmp-", ("frames.csv", "timeline.csv", "timeline.png")),
+    (["annotate"], ".long.annotated.mp4.tmp-", ("annotated.mp4", "timeline.csv", "timeline.png")),
+], ids=["timeline", "annotate"])
+def test_sigint_mid_video_exits_130_cleanly_and_a_rerun_resumes(tmp_path, clips, command, started, outputs):
+    short, long, model = clips
+    out = tmp_path / "out"
+    args = emovid(*command, short, long, "--model", model, "--device", "cpu", "--out", out)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment())
+    try:
+        deadline = time.monotonic() + WAIT_S
+        # the long video's first output is open: the short one is done and the long one is being analysed
+        while not any(name.startswith(started) for name in files_in(out)):
+            assert proc.poll() is None, f"finished before it could be interrupted: {proc.communicate()}"
+            assert time.monotonic() < deadline, "the long video never started"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=WAIT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    assert stderr.splitlines()[-1] == "interrupted (unfinished outputs removed)"
+    assert "Traceback" not in stderr and stdout == ""
+    done_short = [f"short.{suffix}" for suffix in outputs]
+    assert files_in(out) == sorted(done_short)  # nothing of long.mp4, no temporaries
+    before = {name: (out / name).read_bytes() for name in done_short}
+
+    rerun = subprocess.run(args, capture_output=True, text=True, env=environment(), timeout=WAIT_S)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{short}: skipped (outputs exist; --overwrite redoes them)" in rerun.stderr
+    assert files_in(out) == sorted(done_short + [f"long.{suffix}" for suffix in outputs])
+    assert {name: (out / name).read_bytes() for name in done_short} == before
+    with open(out / "long.timeline.csv", newline="") as f:
+        rows = [(r["second"], r["track_id"], r["frames"]) for r in csv.DictReader(f)]
+    assert rows == [(str(s), "1", "25") for s in range(8)]  # the whole video, from its start
+    if "annotated.mp4" in outputs:
+        assert probe(out / "long.annotated.mp4").frame_count == 200
+
+
+def test_ctrl_c_before_the_analysis_is_exit_130_too(tmp_path, clips, monkeypatch):
+    """Ctrl-C while the command sets up (imports, console, inputs) is one line and exit 130, not "Aborted!"."""
+    from typer.testing import CliRunner
+
+    from emovid.cli import app
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("emovid.progress.stderr_console", interrupted)
+    short, _, model = clips
+    result = CliRunner().invoke(app, ["timeline", str(short), "--model", str(model), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 130
+    assert result.stderr.splitlines() == ["interrupted (unfinished outputs removed)"]
+    assert files_in(tmp_path / "out") == []
+
+
+def test_temporaries_of_a_killed_run_are_removed_by_the_next_one(tmp_path, clips):
+    """SIGKILL (or a power cut) leaves temporaries behind: the next run into that folder removes those of dead
+    processes, keeps those of processes still running (another emovid writing there), and completes."""
+    from typer.testing import CliRunner
+
+    from emovid.cli import app
+
+    short, _, model = clips
+    out = tmp_path / "out"
+    out.mkdir()
+    dead, alive = _dead_pid(), os.getppid()
+    leftovers = [out / f".short.timeline.csv.tmp-{dead}.csv", out / f".short.annotated.mp4.tmp-{dead}.mp4",
+                 out / f".other.timeline.png.tmp-{dead}.png"]
+    for path in leftovers:
+        path.write_bytes(b"partial")
+    running = out / f".other.timeline.csv.tmp-{alive}.csv"
+    running.write_bytes(b"being written")
+    unrelated = out / "notes.tmp-1.txt"
+    unrelated.write_text("mine")
+    result = CliRunner().invoke(app, ["timeline", str(short), "--model", str(model), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert files_in(out) == sorted([running.name, unrelated.name, "short.timeline.csv", "short.timeline.png"])
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
