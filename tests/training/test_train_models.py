@@ -28,3 +28,14 @@ def test_unknown_arch_and_missing_weights(tmp_path):
         build("resnet")
     with pytest.raises(TrainingError, match="not found"):
         build("vgg16", weights=str(tmp_path / "vgg16_notop.h5"))
+
+
+def test_mobilenetv2_batchnorm_statistics_follow_training():
+    """Keras' MobileNetV2 BatchNorm momentum 0.999 left a from-scratch model predicting one class for epochs."""
+    import keras
+
+    with float32_policy():
+        model = build("mobilenetv2", upsample=1)
+    norms = [layer for layer in model.get_layer("mobilenetv2_1.00_48").layers
+             if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and {layer.momentum for layer in norms} == {0.9}
