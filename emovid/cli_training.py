@@ -84,6 +84,9 @@ def train_command(
     = None,
     weights: Annotated[str | None, typer.Option(
         help="Backbone start for mobilenetv2/vgg16: imagenet, none or a local Keras .h5 file.")] = None,
+    init_from: Annotated[Path | None, typer.Option(
+        exists=True, help="Warm start: load all weights from a previous run (its folder or best.weights.h5) "
+        "of the same architecture, then train a fresh schedule.")] = None,
     labels: Annotated[Labels, typer.Option(help="Training targets.")] = Labels.fer2013,
     ferplus: Annotated[Path | None, typer.Option(
         exists=True, dir_okay=False, help="FER+ votes (fer2013new.csv), for --labels ferplus-*.")] = None,
@@ -113,6 +116,7 @@ def train_command(
                "model_kwargs": {"upsample": upsample} if upsample is not None else None}
     config = TrainConfig(
         arch=arch.value, data=str(data), out_dir=str(out), labels=labels.value, weights=weights,
+        init_from=str(init_from) if init_from else None,
         ferplus=str(ferplus) if ferplus else None, ferplus_index=str(ferplus_index) if ferplus_index else None,
         **{k: v for k, v in options.items() if v is not None},
     )

@@ -108,9 +108,13 @@ def build_mobilenetv2(weights: str | None = None, upsample: int = 2, alpha: floa
     return keras.Model(inputs, outputs, name="mobilenetv2")
 
 
-def build_vgg16(weights: str | None = None, dense: int = 512, dropout: float = 0.5,
+def build_vgg16(weights: str | None = None, dense: int = 512, dropout: float = 0.5, batchnorm: bool = True,
                 input_shape: tuple[int, int, int] = INPUT_SHAPE):
-    """VGG16 backbone at 48x48 with Caffe-style mean subtraction (what VGG16's ImageNet weights expect)."""
+    """VGG16 backbone at 48x48 with Caffe-style mean subtraction (what VGG16's ImageNet weights expect).
+
+    `batchnorm`: a BatchNormalization after each of the 13 conv+ReLU layers. VGG16 has none, and from random
+    weights (all this machine can use) its 13 plain layers learn slowly; the conv layers are Keras' own, so
+    ImageNet or local weights still load into them."""
     keras = _keras()
     layers = keras.layers
     inputs = keras.Input(shape=input_shape, name="image")
@@ -119,7 +123,13 @@ def build_vgg16(weights: str | None = None, dense: int = 512, dropout: float = 0
     # the three channels are equal here, so only the means matter.
     x = layers.Normalization(mean=[103.939, 116.779, 123.68], variance=[1.0, 1.0, 1.0], name="caffe_mean")(x)
     backbone = _backbone(keras.applications.VGG16, weights, input_shape=(input_shape[0], input_shape[1], 3))
-    x = backbone(x)
+    if batchnorm:
+        for layer in backbone.layers[1:]:  # the same layer objects (and weights), with BatchNorm between
+            x = layer(x)
+            if isinstance(layer, layers.Conv2D):
+                x = layers.BatchNormalization(momentum=0.9, name=f"{layer.name}_bn")(x)
+    else:
+        x = backbone(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dense(dense, activation="relu", name="fc")(x)
     x = layers.Dropout(dropout, name="fc_drop")(x)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from emovid_fakes import one_hot
+from onnx_models import one_hot
 
 from emovid.annotate import PALETTE, Style, _label, annotate, color_for, short_labels
 from emovid.faces import Faces

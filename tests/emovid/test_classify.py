@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import onnx
 import pytest
-from emovid_fakes import brightness_model, brightness_reference, constant_model, one_hot
+from onnx_models import brightness_model, brightness_reference, constant_model, one_hot
 
 from emovid import EMOTIONS
 from emovid.classify import (

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from emovid_fakes import FakeDetector, brightness_model, marker_script, synthetic_frames, write_video
+from emovid_fakes import FakeDetector, marker_script, synthetic_frames, write_video
+from onnx_models import brightness_model
 from typer.testing import CliRunner
 
 from emovid import __version__

@@ -19,7 +19,8 @@ from pathlib import Path
 import media
 import numpy as np
 import pytest
-from emovid_fakes import FakeDetector, brightness_model, constant_model, one_hot
+from emovid_fakes import FakeDetector
+from onnx_models import brightness_model, constant_model, one_hot
 from typer.testing import CliRunner
 
 from emovid.classify import load_classifier

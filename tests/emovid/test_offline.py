@@ -11,7 +11,7 @@ from pathlib import Path
 
 import media
 import pytest
-from emovid_fakes import brightness_model
+from onnx_models import brightness_model
 from typer.testing import CliRunner
 
 from emovid.cli import app

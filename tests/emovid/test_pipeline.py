@@ -8,15 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from emovid_fakes import (
-    CountingClassifier,
-    FakeDetector,
-    FakeTracker,
-    brightness_model,
-    marker_script,
-    synthetic_frames,
-    write_video,
-)
+from emovid_fakes import CountingClassifier, FakeDetector, FakeTracker, marker_script, synthetic_frames, write_video
+from onnx_models import brightness_model
 
 from emovid import EMOTIONS
 from emovid.annotate import color_for

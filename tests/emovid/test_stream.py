@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from emovid_fakes import brightness_model
+from onnx_models import brightness_model
 
 from emovid.classify import load_classifier
 from emovid.detect import CenterFaceDetector

@@ -9,7 +9,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from emovid_fakes import one_hot
+from onnx_models import one_hot
 
 from emovid import EMOTIONS
 from emovid.faces import Faces, FrameFaces

@@ -9,7 +9,7 @@ import sys
 import pytest
 import typer
 from fer_tiny import tiny_arrays
-from onnx_fakes import brightness_model, constant_model
+from onnx_models import brightness_model, constant_model
 from typer.testing import CliRunner
 
 import emovid.cli_training as cli_training

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from onnx_fakes import CENTERS, brightness_model, brightness_model_reference, constant_model
+from onnx_models import CENTERS, brightness_model, brightness_reference, constant_model
 
 from training import EMOTIONS, TrainingError
 from training.evaluate import evaluate, open_session, predict, save_confusion_png
@@ -65,7 +65,7 @@ def test_batched_prediction_matches_numpy(known):
     data, bright, _ = known
     images = np.random.default_rng(0).uniform(0, 255, (300, 48, 48)).astype(np.uint8)
     probs = predict(open_session(bright), images, batch_size=256)  # 256 + 44
-    np.testing.assert_allclose(probs, brightness_model_reference(images), atol=1e-5)
+    np.testing.assert_allclose(probs, brightness_reference(images), atol=1e-5)
 
 
 def test_json_and_png(known, tmp_path):

@@ -82,3 +82,33 @@ def test_train_needs_both_splits(tmp_path, fer_writer):
     path = fer_writer("train_only.csv", labels, ["Training"] * 7, make_images(labels, 3))
     with pytest.raises(TrainingError, match="needs Training and PublicTest rows"):
         train_tiny("scratch", tmp_path / "run", path, model_kwargs=TINY_SCRATCH)
+
+
+def test_warm_start_loads_every_weight_of_a_previous_run(scratch_run, tmp_path):
+    from training.export import float32_policy
+    from training.models import build
+    from training.train import _warm_start
+
+    reference, _ = load_run_model(scratch_run)
+    with float32_policy():
+        model = build("scratch", **TINY_SCRATCH)
+    assert not all(np.array_equal(a, b) for a, b in zip(model.get_weights(), reference.get_weights(), strict=True))
+    _warm_start(model, scratch_run)  # a run folder means its best.weights.h5
+    for mine, theirs in zip(model.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+
+    with pytest.raises(TrainingError, match="not found"):
+        _warm_start(model, tmp_path / "nothing.weights.h5")
+    with float32_policy():
+        other = build("scratch", widths=(4, 8), dense=8)
+    with pytest.raises(TrainingError, match="does not fit"):
+        _warm_start(other, scratch_run)
+
+
+def test_warm_started_run_records_its_start(scratch_run, tmp_path, tiny_fer):
+    logged = []
+    train_tiny("scratch", tmp_path / "again", tiny_fer, model_kwargs=TINY_SCRATCH, init_from=str(scratch_run),
+               log=logged.append)
+    assert logged[0] == f"scratch: warm start from {scratch_run}"
+    state = json.loads((tmp_path / "again" / "state.json").read_text())
+    assert state["config"]["init_from"] == str(scratch_run) and state["epoch"] == 1

@@ -39,3 +39,17 @@ def test_mobilenetv2_batchnorm_statistics_follow_training():
     norms = [layer for layer in model.get_layer("mobilenetv2_1.00_48").layers
              if isinstance(layer, keras.layers.BatchNormalization)]
     assert norms and {layer.momentum for layer in norms} == {0.9}
+
+
+def test_vgg16_has_batchnorm_after_each_keras_conv_layer():
+    import keras
+
+    with float32_policy():
+        model = build("vgg16")
+        plain = build("vgg16", batchnorm=False)
+    convs = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    norms = [layer.name for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(convs) == 13 and convs[0] == "block1_conv1" and norms == [f"{name}_bn" for name in convs]
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in plain.layers)
+    assert model.count_params() - plain.count_params() == 4 * sum(  # gamma, beta, moving mean and variance
+        layer.filters for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
