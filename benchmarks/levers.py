@@ -205,9 +205,11 @@ class _Reader:
         pass
 
 
-def quantize(source: Path, out: Path, batches: list[np.ndarray], static: bool = True) -> Path:
+def quantize(source: Path, out: Path, batches: list[np.ndarray], static: bool = True,
+             op_types: tuple[str, ...] | None = None) -> Path:
     """int8 copy of an ONNX model: static QDQ (per-channel int8 weights, uint8 activations calibrated with
-    MinMax on `batches`), or dynamic (weights only)."""
+    MinMax on `batches`), or dynamic (weights only). `op_types`: quantise only these operators (e.g. Conv and
+    MatMul, leaving the final Softmax in float so the output stays probabilities); None: all supported."""
     import onnx
     import onnx.version_converter
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
@@ -225,9 +227,11 @@ def quantize(source: Path, out: Path, batches: list[np.ndarray], static: bool = 
             source = upgraded
         if static:
             quantize_static(str(source), str(temp), _Reader(name, batches), quant_format=QuantFormat.QDQ,
-                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            op_types_to_quantize=list(op_types) if op_types else None)
         else:
-            quantize_dynamic(str(source), str(temp), weight_type=QuantType.QInt8)
+            quantize_dynamic(str(source), str(temp), weight_type=QuantType.QInt8,
+                             op_types_to_quantize=list(op_types) if op_types else None)
         model = onnx.load(str(temp))
         source_meta = {p.key: p.value for p in original.metadata_props}
         onnx.helper.set_model_props(model, {**source_meta, "emovid.quantized": "int8 static QDQ" if static

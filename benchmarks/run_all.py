@@ -44,7 +44,15 @@ from bench_inputs import ClipSpec  # noqa: E402
 
 SMALL, LARGE = (640, 360), (1280, 720)
 TF_MODULES = ("tensorflow", "keras", "tf2onnx", "torch")
-FAST_PATH = ("--every", "3", "--detect-size", "320")  # the faster path measured beside the default
+# measured beside the default (which detects faces every 3rd frame): the exact path, and a faster one
+VARIANTS = {"exact": ("--every", "1"), "fast": ("--every", "3", "--detect-size", "320")}
+KEYS = ("timeline", "annotate", *(f"{c} {v}" for v in VARIANTS for c in ("timeline", "annotate")))
+
+
+def variant_label(key: str) -> str:
+    """"timeline fast" -> "timeline --every 3 --detect-size 320"; "timeline" -> "timeline (default: --every 3)"."""
+    command, _, variant = key.partition(" ")
+    return f"{command} {' '.join(VARIANTS[variant])}" if variant else f"{command} (default: --every 3)"
 
 
 # --- processes --------------------------------------------------------------------------------------------------
@@ -321,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
             for command in ("timeline", "annotate"):
                 n_runs = 1 if long else runs  # the long clip: peak memory and steady speed, one run
                 row[command] = emovid_runs(command, path, timing_model, n_runs, tmp / "out")
-                row[f"{command} fast"] = emovid_runs(command, path, timing_model, n_runs, tmp / "out", FAST_PATH)
+                for variant, extra in VARIANTS.items():
+                    row[f"{command} {variant}"] = emovid_runs(command, path, timing_model, n_runs, tmp / "out", extra)
             row["fer"] = None
             if peer_env is not None and peer_env.python is not None:
                 script = peer.peer_script(cache)
@@ -345,10 +354,8 @@ def main(argv: list[str] | None = None) -> int:
         line("decode only (fps, in-process)", [fmt(r["decode"].fps(frames[s])) for s, r in rows.items()])
         line("decode + encode (fps, in-process, libx264 veryfast crf 20)",
              [fmt(r["floor"].fps(frames[s])) for s, r in rows.items()])
-        fast = " ".join(FAST_PATH)
-        for key, name in (("timeline", "emovid timeline"), ("annotate", "emovid annotate"),
-                          ("timeline fast", f"emovid timeline {fast}"), ("annotate fast", f"emovid annotate {fast}")):
-            line(f"{name} (fps, whole process, median of {runs}; long clip: 1 run)",
+        for key in KEYS:
+            line(f"emovid {variant_label(key)} (fps, whole process, median of {runs}; long clip: 1 run)",
                  [fmt(fps_of(s, key)) if r[key].ok else f"failed: {r[key].error()}" for s, r in rows.items()])
         fer_fps: dict[ClipSpec, float | None] = {}
         fer_cells = []
@@ -368,11 +375,11 @@ def main(argv: list[str] | None = None) -> int:
             line("fer (peer)", [f"unavailable: {peer_env.reason}"] * len(rows))
         else:
             line(f"fer {peer_env.version}, Haar mode (fps: analysis only / whole process)", fer_cells)
-            for key in ("timeline", "annotate", "timeline fast", "annotate fast"):
-                line(f"{key.replace('fast', fast)} / fer (x)",
+            for key in KEYS:
+                line(f"{variant_label(key)} / fer (x)",
                      [fmt(fps_of(s, key) / fer_fps[s]) if fer_fps[s] and fps_of(s, key) else "n/a" for s in rows])
-        for key in ("annotate", "annotate fast"):
-            line(f"{key.replace('fast', fast)} / decode+encode floor",
+        for key in (k for k in KEYS if k.startswith("annotate")):
+            line(f"{variant_label(key)} / decode+encode floor",
                  [fmt(fps_of(s, key) / r["floor"].fps(frames[s]), 2) if fps_of(s, key) else "n/a"
                   for s, r in rows.items()])
         line("CPU s per video: timeline / annotate (whole process, all threads)",
@@ -381,10 +388,10 @@ def main(argv: list[str] | None = None) -> int:
         main_table = table(header, body)
         targets = []
         main_fer = fer_fps.get(main_spec)
-        for key in ("timeline", "timeline fast", "annotate", "annotate fast"):
+        for key in sorted(KEYS, key=lambda k: not k.startswith("timeline")):
             got = fps_of(main_spec, key)
             need = 10 if key.startswith("timeline") else 5
-            label = key.replace("fast", " ".join(FAST_PATH))
+            label = variant_label(key)
             if got is None or not main_fer:
                 targets.append([f"{label} ≥ {need}x fer", "n/a (no fer or failed run)"])
             else:
@@ -502,14 +509,16 @@ def measure_levers(clips, main_spec: ClipSpec, long_spec: ClipSpec, effect_model
     n = main_spec.frame_count
     three = next((p for s, p in clips.items() if s.faces == 3 and s.size_wh == main_spec.size_wh), None)
     C = levers.Config
-    before = C("before: sequential, ORT spinning, batch 8", {"threaded": False}, {"spinning": True})
-    default = C("now: threaded, no spinning, batch 8 (default)", {})
+    # the levers that leave the results unchanged are measured on the exact path (a detection every frame)
+    before = C("before: sequential, ORT spinning, batch 8", {"threaded": False, "every": 1}, {"spinning": True})
+    default = C("now: threaded, no spinning, batch 8 (--every 1)", {"every": 1})
     configs = [
-        ("threads (decode / annotate+encode in worker threads)", C("sequential", {"threaded": False}), default),
-        ("ONNX Runtime idle threads spinning", C("spinning on", {}, {"spinning": True}), default),
-        ("ONNX Runtime intra-op threads", C("1 thread", {}, {"intra_op_threads": 1}), default),
-        ("classifier batch across frames", C("batch 1 frame", {"batch_frames": 1}), default),
-        ("classifier batch across frames", C("batch 32 frames", {"batch_frames": 32}), default),
+        ("threads (decode / annotate+encode in worker threads)", C("sequential", {"threaded": False, "every": 1}),
+         default),
+        ("ONNX Runtime idle threads spinning", C("spinning on", {"every": 1}, {"spinning": True}), default),
+        ("ONNX Runtime intra-op threads", C("1 thread", {"every": 1}, {"intra_op_threads": 1}), default),
+        ("classifier batch across frames", C("batch 1 frame", {"batch_frames": 1, "every": 1}), default),
+        ("classifier batch across frames", C("batch 32 frames", {"batch_frames": 32, "every": 1}), default),
     ]
     results = {}
 
@@ -545,16 +554,18 @@ def measure_levers(clips, main_spec: ClipSpec, long_spec: ClipSpec, effect_model
     effect_rows = []
     long_path = clips[long_spec]
     full_long = levers.run_pipeline(long_path, default, effect_model, False, 1, tmp)[1]
-    fast = [C(f"--detect-size {s}", {"detect_size_px": s}) for s in (480, 320)] \
-        + [C(f"--every {k}", {"every": k}) for k in (2, 3, 5)] \
-        + [C("--every 3 --detect-size 320", {"every": 3, "detect_size_px": 320})]
+    fast = [C(f"--every 1 --detect-size {s}", {"every": 1, "detect_size_px": s}) for s in (480, 320)] \
+        + [C(f"--every {k}" + (" (default)" if k == 3 else ""), {"every": k}) for k in (2, 3, 5)] \
+        + [C("--every 3 --detect-size 320", {"every": 3, "detect_size_px": 320})] \
+        + [C(f"--every 1 --sample-fps {f}", {"every": 1, "sample_fps": float(f)}) for f in (15, 10, 5)] \
+        + [C("--every 2 --sample-fps 10", {"every": 2, "sample_fps": 10.0})]
     full_three = levers.run_pipeline(three, default, effect_model, False, 1, tmp)[1] if three else None
     for config in fast:
         t, _ = measure(config, False)
         a = measure(config, True)[0] if config.name.startswith("--every 3 --") else None
         other_long = levers.run_pipeline(long_path, config, effect_model, False, 1, tmp)[1]
         changed, diff, count = levers.dominant_changes(full_long, other_long)
-        rows.append([config.name.split()[0], f"full path → {config.name}", f"{now_t.fps(n):.1f} → {t.fps(n):.1f}",
+        rows.append([config.name.split(" (")[0], f"full path → {config.name}", f"{now_t.fps(n):.1f} → {t.fps(n):.1f}",
                      f"{now_a.fps(n):.1f} → {a.fps(n):.1f}" if a else "",
                      f"{now_t.cpu_ms_per_frame(n):.1f} → {t.cpu_ms_per_frame(n):.1f}",
                      f"{changed:.1%} of {count} track-seconds change (see below)"])
@@ -615,7 +626,7 @@ def int8_section(effect_model: Path, small_images, crops, args, tmp: Path) -> st
     for static in (True, False):
         kind = "static QDQ, per-channel" if static else "dynamic (weights only)"
         quantized = levers.quantize(effect_model, cache / f"{stem}_int8_{'qdq' if static else 'dyn'}.onnx",
-                                    batches, static=static)
+                                    batches, static=static, op_types=("Conv", "MatMul", "Gemm"))
         speed = [levers.classifier_faces_per_s(m, crops, 64, 5) for m in (effect_model, quantized)]
         if private is not None:
             images, labels = private

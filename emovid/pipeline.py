@@ -45,6 +45,12 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 ProgressCallback = Callable[[int, int], None]  # (frames decoded so far, expected frame count)
 
 
+# The face detector runs on every 3rd analysed frame by default and the tracker carries the boxes in between: the
+# detector is ~85 % of a frame's cost, and on the benchmark clips this changed the dominant emotion of 1.7 % of
+# track-seconds (BENCHMARKS.md). every=1 is the exact path.
+DEFAULT_EVERY = 3
+
+
 @dataclass(frozen=True)
 class AnalysisOptions:
     """What is analysed and how (the same for every video of a batch)."""
@@ -54,7 +60,7 @@ class AnalysisOptions:
     detector: str = "centerface"
     min_face_px: int = 0  # ignore faces smaller than this (box side, pixels)
     detect_size_px: int = 640  # frames are shrunk to this longer side for the face detector (never enlarged)
-    every: int = 1  # run the detector every N analysed frames; the tracker predicts boxes in between
+    every: int = DEFAULT_EVERY  # run the detector every N analysed frames; the tracker predicts boxes in between
     sample_fps: float | None = None  # analyse this many frames per second of video (None: every frame)
     max_gap_s: float = 1.0  # a track survives this long without detections
     batch_frames: int = 8  # frames whose faces are classified in one batch

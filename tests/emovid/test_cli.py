@@ -115,10 +115,10 @@ def test_outputs_go_beside_the_input_by_default(tmp_path, videos, loaded):
 
 
 def test_csv_to_stdout(tmp_path, videos, loaded):
-    result = invoke("timeline", videos / "b.mp4", "--csv", "-", "--out", tmp_path / "out")
+    result = invoke("timeline", videos / "b.mp4", "--csv", "-", "--out", tmp_path / "out", "--every", "1")
     assert result.exit_code == 0, result.output
     assert files_in(tmp_path / "out") == ["b.timeline.png"]
-    assert invoke("timeline", videos / "b.mp4", "--out", tmp_path / "files").exit_code == 0
+    assert invoke("timeline", videos / "b.mp4", "--out", tmp_path / "files", "--every", "1").exit_code == 0
     assert result.stdout == (tmp_path / "files" / "b.timeline.csv").read_text()
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [(r["second"], r["track_id"], r["frames"]) for r in rows] == [("0", "1", "15"), ("0", "2", "15"),
@@ -197,7 +197,7 @@ def test_ctrl_c_exits_130_and_leaves_no_temporaries(tmp_path, videos, monkeypatc
 
     monkeypatch.setattr("emovid.pipeline.load_models", lambda options: Models(
         detector=Interrupting(marker_script), classifier=load_classifier(model_path, "cpu")))
-    result = invoke("annotate", videos / "a.mp4", "--out", tmp_path / "out", "--per-frame")
+    result = invoke("annotate", videos / "a.mp4", "--out", tmp_path / "out", "--per-frame", "--every", "1")
     assert result.exit_code == 130 and "interrupted" in result.stderr
     assert files_in(tmp_path / "out") == []
 
@@ -255,3 +255,11 @@ def test_a_csv_path_that_cannot_be_written_fails_before_the_analysis(tmp_path, v
     assert result.exit_code == 2 and "cannot write to the output folder" in result.stderr and loaded == []
     assert invoke("timeline", videos, "--csv", tmp_path / "new" / "all.csv").exit_code == 0
     assert (tmp_path / "new" / "all.csv").is_file()
+
+
+def test_both_commands_detect_every_third_frame_by_default(tmp_path, videos, loaded):
+    """annotate and timeline share the default (the same video gives the same timeline from either command)."""
+    assert invoke("timeline", videos / "b.mp4", "--out", tmp_path / "t").exit_code == 0
+    assert invoke("annotate", videos / "b.mp4", "--out", tmp_path / "a").exit_code == 0
+    assert [options.every for options in loaded] == [3, 3]
+    assert (tmp_path / "t" / "b.timeline.csv").read_text() == (tmp_path / "a" / "b.timeline.csv").read_text()

@@ -75,7 +75,8 @@ def test_every_n_detects_on_every_nth_frame_and_predicts_in_between(models):
 
 
 def test_sample_fps_analyses_some_frames_and_passes_all_on(models):
-    out = list(analyse_frames(synthetic_frames(50, 25.0), models, AnalysisOptions(sample_fps=5), FakeTracker()))
+    options = AnalysisOptions(sample_fps=5, every=1)
+    out = list(analyse_frames(synthetic_frames(50, 25.0), models, options, FakeTracker()))
     assert [f.index for f in out] == list(range(50))
     assert [f.index for f in out if f.faces is not None] == list(range(0, 50, 5))
     assert models.detector.calls == 10
@@ -246,7 +247,7 @@ class ExplodingDetector(FakeDetector):
 def test_a_failure_mid_video_leaves_no_files(tmp_path, clip_29_97, classifier, error):
     models = Models(detector=ExplodingDetector(40, error), classifier=classifier)
     with pytest.raises(type(error)):
-        process_video(clip_29_97, AnalysisOptions(), OutputOptions(out_dir=tmp_path, video=True, frames=True),
+        process_video(clip_29_97, AnalysisOptions(every=1), OutputOptions(out_dir=tmp_path, video=True, frames=True),
                       models=models)
     assert files_in(tmp_path) == []
 
@@ -261,7 +262,8 @@ def test_a_batch_reports_a_failing_video_and_runs_the_others(tmp_path, clip_25, 
 
 
 def test_sample_fps_analyses_fewer_frames(tmp_path, clip_25, models):
-    result = process_video(clip_25, AnalysisOptions(sample_fps=2), OutputOptions(out_dir=tmp_path), models=models)
+    options = AnalysisOptions(sample_fps=2, every=1)
+    result = process_video(clip_25, options, OutputOptions(out_dir=tmp_path), models=models)
     assert result.frames == 60 and result.analysed_frames == 5  # t = 0, 0.5, 1.0, 1.5, 2.0
     assert [r.frames for r in result.timeline.rows] == [2, 2, 1]
 
