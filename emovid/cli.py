@@ -69,7 +69,7 @@ DetectSize = Annotated[int, typer.Option(
          "misses small faces: at 320 a face needs about 32 px in a 640x360 frame.")]
 Every = Annotated[int, typer.Option(
     "--every", min=1, metavar="N",
-    help="Detect faces every N analysed frames and track them in between (default 3: about 2.3x faster than 1, "
+    help="Detect faces every N analysed frames and track them in between (default 3: about 2x faster than 1, "
          "the exact path; see BENCHMARKS.md for the effect on the timeline).")]
 PerFrame = Annotated[bool, typer.Option(
     "--per-frame", help="Also write <stem>.frames.csv (one row per face per analysed frame).")]
