@@ -120,8 +120,9 @@ def build_vgg16(weights: str | None = None, dense: int = 512, dropout: float = 0
     inputs = keras.Input(shape=input_shape, name="image")
     x = _gray_to_rgb(inputs)
     # keras.applications.vgg16.preprocess_input ("caffe"): BGR order, ImageNet mean subtracted, no scaling;
-    # the three channels are equal here, so only the means matter.
-    x = layers.Normalization(mean=[103.939, 116.779, 123.68], variance=[1.0, 1.0, 1.0], name="caffe_mean")(x)
+    # the three channels are equal here, so only the means matter. Rescaling, not Normalization: tf2onnx turns
+    # Normalization's mean and variance tensors into extra graph inputs.
+    x = layers.Rescaling(1.0, offset=[-103.939, -116.779, -123.68], name="caffe_mean")(x)
     backbone = _backbone(keras.applications.VGG16, weights, input_shape=(input_shape[0], input_shape[1], 3))
     if batchnorm:
         for layer in backbone.layers[1:]:  # the same layer objects (and weights), with BatchNorm between

@@ -39,10 +39,20 @@ def test_mobilenetv2_trains(mobilenet_run):
     _check_run(mobilenet_run, epochs=1)
 
 
-def test_vgg16_trains(tmp_path, tiny_fer):
+def test_vgg16_trains_and_exports_with_one_input(tmp_path, tiny_fer):
+    import onnxruntime as ort
+
+    from training.export import export_run
+
     state = train_tiny("vgg16", tmp_path / "vgg16", tiny_fer, model_kwargs={"dense": 16}, limit=14)
     assert state.epoch == 1
     _check_run(tmp_path / "vgg16", epochs=1)
+    # a Normalization layer for the Caffe means once became two extra graph inputs in tf2onnx
+    out = tmp_path / "vgg16.onnx"
+    result = export_run(tmp_path / "vgg16", out, data=tiny_fer, arch="vgg16")
+    assert result.max_abs_diff <= 1e-4
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [(i.name, i.shape) for i in session.get_inputs()] == [("image", ["N", 48, 48, 1])]
 
 
 class Interrupt(Exception):
