@@ -8,6 +8,11 @@ __version__ = "0.1.0"
 
 EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
+# The face detector runs on every 3rd analysed frame by default and the tracker carries the boxes in between (every
+# frame is still classified): the detector is most of a frame's cost, and on the benchmark clips this changed the
+# dominant emotion of 1.7 % of track-seconds (BENCHMARKS.md). 1 is the exact path. Shared by the CLI and the API.
+DEFAULT_EVERY = 3
+
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 

@@ -19,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from emovid import __version__
+from emovid import DEFAULT_EVERY, __version__
 from emovid.runtime import Device
 
 app = typer.Typer(
@@ -69,8 +69,8 @@ DetectSize = Annotated[int, typer.Option(
          "misses small faces: at 320 a face needs about 32 px in a 640x360 frame.")]
 Every = Annotated[int, typer.Option(
     "--every", min=1, metavar="N",
-    help="Detect faces every N analysed frames and track them in between (default 3: about 2x faster than 1, "
-         "the exact path; see BENCHMARKS.md for the effect on the timeline).")]
+    help=f"Detect faces every N analysed frames and track them in between (default {DEFAULT_EVERY}: about 2x "
+         "faster than 1, the exact path; see BENCHMARKS.md for the effect on the timeline).")]
 PerFrame = Annotated[bool, typer.Option(
     "--per-frame", help="Also write <stem>.frames.csv (one row per face per analysed frame).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Redo videos whose outputs already exist.")]
@@ -147,9 +147,6 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
             for result in unmatched:
                 reporter.video_finished(result)
             results = unmatched + run_batch(paths, options, outputs, reporter=reporter)
-    except KeyboardInterrupt:
-        typer.echo("interrupted (unfinished outputs removed)", err=True)
-        raise typer.Exit(130) from None
     except EmovidError as exc:  # nothing could run: no inputs, model or device unavailable
         if debug:
             traceback.print_exc()
@@ -202,7 +199,7 @@ def annotate(
     device: DeviceOpt = Device.auto,
     detector: DetectorOpt = Detector.centerface,
     min_face: MinFace = 0,
-    every: Every = 3,
+    every: Every = DEFAULT_EVERY,
     detect_size: DetectSize = 640,
     per_frame: PerFrame = False,
     overwrite: Overwrite = False,
@@ -228,7 +225,7 @@ def timeline(
     device: DeviceOpt = Device.auto,
     detector: DetectorOpt = Detector.centerface,
     min_face: MinFace = 0,
-    every: Every = 3,
+    every: Every = DEFAULT_EVERY,
     detect_size: DetectSize = 640,
     per_frame: PerFrame = False,
     overwrite: Overwrite = False,

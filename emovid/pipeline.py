@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
 import numpy as np
 
+from emovid import DEFAULT_EVERY
 from emovid.errors import EmovidError, InputError
 from emovid.faces import Faces, Frame, FrameFaces
 from emovid.outputs import (
@@ -43,12 +44,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 ProgressCallback = Callable[[int, int], None]  # (frames decoded so far, expected frame count)
-
-
-# The face detector runs on every 3rd analysed frame by default and the tracker carries the boxes in between: the
-# detector is ~85 % of a frame's cost, and on the benchmark clips this changed the dominant emotion of 1.7 % of
-# track-seconds (BENCHMARKS.md). every=1 is the exact path.
-DEFAULT_EVERY = 3
 
 
 @dataclass(frozen=True)

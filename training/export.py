@@ -64,7 +64,7 @@ def float32_policy() -> Iterator[None]:
 
 def load_run_model(run_dir: str | Path, weights: str = "best.weights.h5"):
     """(float32 Keras model with the run's weights, its state.json as a dict) for a training run folder."""
-    from training.models import build
+    from training.models import build, load_weights
 
     run_dir = Path(run_dir)
     state_path, weights_path = run_dir / "state.json", run_dir / weights
@@ -80,11 +80,7 @@ def load_run_model(run_dir: str | Path, weights: str = "best.weights.h5"):
     with float32_policy():
         # The backbone's ImageNet weights are replaced by the run's own: never load them here.
         model = build(arch, weights=None, **config.get("model_kwargs", {}))
-    try:
-        model.load_weights(str(weights_path))
-    except (ValueError, OSError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise TrainingError(f"{weights_path}: does not fit a {arch} model ({first[:200]})") from exc
+    load_weights(model, weights_path)  # strict: no layer left at its random start
     return model, state
 
 

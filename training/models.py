@@ -138,6 +138,25 @@ def build_vgg16(weights: str | None = None, dense: int = 512, dropout: float = 0
     return keras.Model(inputs, outputs, name="vgg16")
 
 
+def load_weights(model, path: Path) -> None:
+    """Load every weight of `model` from a Keras weights file, or raise TrainingError naming the file.
+
+    Strict: Keras only warns ("Skipping ...") when some layers find no weights in the file and leaves them at
+    their random initial values; that is an error here too."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(str(path))
+            skipped = [str(w.message) for w in caught if "Skipping" in str(w.message)]
+            if skipped:
+                raise ValueError(skipped[0])
+        except (ValueError, KeyError, OSError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise TrainingError(f"{path}: does not fit this {model.name} model ({first[:200]})") from None
+
+
 def build(arch: str, weights: str | None = None, **kwargs):
     """Build one of ARCHS; `weights` applies to the transfer models only."""
     if arch == "scratch":

@@ -160,23 +160,17 @@ def _compile(model, config: TrainConfig, steps_per_epoch: int):
 
 
 def _warm_start(model, path: Path) -> None:
-    """Load every weight of `model` from a previous run's weights file (same architecture and options)."""
+    """Load every weight of `model` from a previous run (its folder or a weights file; same architecture)."""
+    from training.models import load_weights
+
     if path.is_dir():
         path = Paths(path).best
     if not path.exists():
         raise TrainingError(f"--init-from: {path} not found; pass a run folder or its best.weights.h5")
-    import warnings
-
-    with warnings.catch_warnings(record=True) as caught:  # Keras only warns when some layers find no weights
-        warnings.simplefilter("always")
-        try:
-            model.load_weights(str(path))
-            skipped = [str(w.message) for w in caught if "Skipping" in str(w.message)]
-            if skipped:
-                raise ValueError(skipped[0])
-        except (ValueError, KeyError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise TrainingError(f"--init-from: {path} does not fit this {model.name} model ({first})") from None
+    try:
+        load_weights(model, path)
+    except TrainingError as exc:
+        raise TrainingError(f"--init-from: {exc}") from None
 
 
 def plot_history(history_csv: Path, png: Path) -> None:

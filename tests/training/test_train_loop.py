@@ -113,6 +113,10 @@ def test_warm_start_loads_every_weight_of_a_previous_run(scratch_run, tmp_path):
         other = build("scratch", widths=(4, 8), dense=8)
     with pytest.raises(TrainingError, match="does not fit"):
         _warm_start(other, scratch_run)
+    garbage = tmp_path / "garbage.weights.h5"
+    garbage.write_bytes(b"not an HDF5 file")
+    with pytest.raises(TrainingError, match=r"^--init-from: .*garbage.weights.h5: does not fit"):
+        _warm_start(model, garbage)
 
 
 def test_warm_started_run_records_its_start(scratch_run, tmp_path, tiny_fer):
