@@ -1,8 +1,9 @@
-"""A few minutes' subset of run_all.py, for a machine that is quiet only briefly: on the 640x360 one-face 10 s
-clip, the decode and decode+encode floor, whole-process `emovid timeline` / `annotate` fps for the default and
-the other paths, and the `fer` peer (when its venv exists). Prints a markdown table; writes nothing else.
+"""A few minutes' subset of run_all.py, for a machine that is quiet only briefly: on the 640x360 one-face clip
+(10 s, or --seconds), the decode and decode+encode floor, whole-process `emovid timeline` / `annotate` fps for
+the default and the other paths, and the `fer` peer (when its venv exists). Prints a markdown table; writes
+nothing else.
 
-    python benchmarks/quick.py [--runs 3] [--model emovid/models/scratch.onnx] [--no-peer]
+    python benchmarks/quick.py [--runs 3] [--model best] [--no-peer] [--seconds 10]
 """
 
 from __future__ import annotations
@@ -19,24 +20,28 @@ import levers  # noqa: E402
 import peer  # noqa: E402
 import run_all  # noqa: E402
 
+FLOAT = ("--model", "scratch", "--detector", "centerface")  # the default path without the int8 models
 PATHS = {  # command -> extra options measured beside the default
-    "timeline": [(), ("--every", "1"), ("--every", "3", "--detect-size", "320"),
+    "timeline": [(), FLOAT, ("--every", "1"), ("--every", "3", "--detect-size", "320"),
                  ("--sample-fps", "10", "--every", "2")],
-    "annotate": [(), ("--every", "1"), ("--every", "3", "--detect-size", "320")],
+    "annotate": [(), FLOAT, ("--every", "1"), ("--every", "3", "--detect-size", "320")],
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="whole-process runs per measurement (median)")
-    parser.add_argument("--model", type=Path, default=run_all.ROOT / "emovid" / "models" / "scratch.onnx",
-                        help="emotion model (default: the shipped scratch model; a stand-in when it is missing)")
+    parser.add_argument("--model", default="best",
+                        help="emotion model: best (the default path: on this CPU the int8 copy of the most accurate "
+                             "shipped model), a shipped name or PATH.onnx; a stand-in when nothing ships")
     parser.add_argument("--cache", type=Path, default=bench_inputs.DEFAULT_CACHE)
     parser.add_argument("--no-peer", action="store_true", help="skip fer")
+    parser.add_argument("--seconds", type=float, default=10.0, help="clip length (10 or 60 are the usual ones)")
     args = parser.parse_args(argv)
-    spec = bench_inputs.ClipSpec(run_all.SMALL, 1, 10.0)
+    spec = bench_inputs.ClipSpec(run_all.SMALL, 1, args.seconds)
     clip, n = bench_inputs.clip(spec, args.cache), spec.frame_count
-    model = args.model if args.model.is_file() else bench_inputs.standin_model(args.cache)
+    model = args.model if run_all.shipped_models() or Path(args.model).is_file() \
+        else bench_inputs.standin_model(args.cache)
     rows = []
     with tempfile.TemporaryDirectory(prefix="emovid-quick-") as name:
         tmp = Path(name)
@@ -61,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(["fer (Haar): analysis only / whole process", f"{analyse:.1f} / {whole:.1f}", ""])
         elif not args.no_peer:
             rows.append(["fer", "skipped: run benchmarks/run_all.py once to build its venv", ""])
-    print(f"{spec.label}, {n} frames, model {model.name}, median of {args.runs} run(s); load average "
-          f"{run_all.os.getloadavg()[0]:.1f}\n")
+    print(f"{spec.label}, {n} frames, model {getattr(model, 'name', model)}, median of {args.runs} run(s); "
+          f"load average {run_all.os.getloadavg()[0]:.1f}\n")
     print(run_all.table(["measure", "fps", "cost"], rows))
     return 0
 

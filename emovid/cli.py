@@ -33,7 +33,9 @@ app = typer.Typer(
 
 
 class Detector(StrEnum):
+    auto = "auto"
     centerface = "centerface"
+    centerface_int8 = "centerface-int8"
 
 
 def _version(value: bool) -> None:
@@ -58,10 +60,12 @@ Out = Annotated[Path | None, typer.Option(
     help="Output folder (created if needed). Default: beside each input.")]
 Model = Annotated[str, typer.Option(
     "--model", "-m", metavar="MODEL",
-    help="Emotion model: best (the shipped model with the highest test accuracy), scratch, mobilenetv2, vgg16, "
-         "ensemble (mean of the shipped models) or PATH.onnx.")]
+    help="Emotion model: best (the shipped model with the highest test accuracy; its int8 copy on the CPU), "
+         "scratch, mobilenetv2, vgg16, scratch-int8, ensemble (mean of the shipped models) or PATH.onnx.")]
 DeviceOpt = Annotated[Device, typer.Option("--device", help="Execution device (auto: CUDA when it works, else CPU).")]
-DetectorOpt = Annotated[Detector, typer.Option("--detector", help="Face detector.")]
+DetectorOpt = Annotated[Detector, typer.Option(
+    "--detector", help="Face detector: auto = centerface-int8 on the CPU (about 1.9x faster, same recall for faces "
+                       "of 32 px and more), centerface (float) on a GPU.")]
 MinFace = Annotated[int, typer.Option("--min-face", min=0, metavar="PX", help="Ignore faces smaller than PX pixels.")]
 DetectSize = Annotated[int, typer.Option(
     "--detect-size", min=32, metavar="PX",
@@ -197,7 +201,7 @@ def annotate(
     out: Out = None,
     model: Model = "best",
     device: DeviceOpt = Device.auto,
-    detector: DetectorOpt = Detector.centerface,
+    detector: DetectorOpt = Detector.auto,
     min_face: MinFace = 0,
     every: Every = DEFAULT_EVERY,
     detect_size: DetectSize = 640,
@@ -223,7 +227,7 @@ def timeline(
     out: Out = None,
     model: Model = "best",
     device: DeviceOpt = Device.auto,
-    detector: DetectorOpt = Detector.centerface,
+    detector: DetectorOpt = Detector.auto,
     min_face: MinFace = 0,
     every: Every = DEFAULT_EVERY,
     detect_size: DetectSize = 640,

@@ -183,7 +183,7 @@ def resolve_models(names: list[str] | None, models_dir: Path | None = None) -> t
     for name in names:
         if name == ENSEMBLE:
             ensemble = True
-        elif name in ARCH_NAMES:
+        elif name in ARCH_NAMES or (name.endswith("-int8") and name[:-5] in ARCH_NAMES):
             path = models_dir / f"{name}.onnx"
             if not path.is_file():
                 raise typer.BadParameter(f"{name} is not shipped ({path} is missing)", param_hint="--model")
@@ -191,7 +191,8 @@ def resolve_models(names: list[str] | None, models_dir: Path | None = None) -> t
         elif name.endswith(".onnx"):
             chosen.append((Path(name).stem, Path(name)))
         else:
-            raise typer.BadParameter(f"{name!r}: expected {', '.join(ARCH_NAMES)}, {ENSEMBLE} or a PATH.onnx",
+            raise typer.BadParameter(f"{name!r}: expected {', '.join(ARCH_NAMES)}, <name>-int8, {ENSEMBLE} or a "
+                                     "PATH.onnx",
                                      param_hint="--model")
     seen: dict[str, int] = {}
     unique = []
@@ -237,7 +238,8 @@ def evaluate_command(
     data: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="FER2013-format file (.csv or .csv.gz).")],
     split: Annotated[str, typer.Option(help="Training, PublicTest or PrivateTest.")] = "PrivateTest",
     model: Annotated[list[str] | None, typer.Option(
-        help="scratch, mobilenetv2, vgg16, ensemble or PATH.onnx (repeatable; default all shipped + ensemble).")]
+        help="scratch, mobilenetv2, vgg16, scratch-int8, ensemble or PATH.onnx (repeatable; default all shipped "
+             "float models + ensemble).")]
     = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the results as JSON instead of a table.")] = False,
     confusion_png: Annotated[Path | None, typer.Option(help="Also write the confusion matrices to this PNG.")] = None,

@@ -22,10 +22,12 @@ import numpy as np
 
 from emovid.errors import ModelError
 from emovid.faces import Faces
-from emovid.runtime import Device, RuntimeInfo, create_session
+from emovid.runtime import Device, RuntimeInfo, cpu_only, create_session
 
 MODEL_PATH = Path(__file__).resolve().parent / "models" / "centerface.onnx"
-DETECTORS = ("centerface",)
+INT8_MODEL_PATH = MODEL_PATH.with_name("centerface-int8.onnx")  # tools/quantize_centerface.py
+AUTO = "auto"  # centerface-int8 on the CPU, centerface (float) on a GPU
+DETECTORS = (AUTO, "centerface", "centerface-int8")
 DEFAULT_MAX_SIDE = 640
 STRIDE = 4
 _OUTPUTS = ("heatmap", "scale", "offset")
@@ -102,6 +104,7 @@ class CenterFaceDetector:
         if max_side < 32:
             raise ValueError(f"max_side must be >= 32, got {max_side}")
         self.model_path = Path(model_path) if model_path is not None else MODEL_PATH
+        self.name = self.model_path.stem
         self.threshold = float(threshold)
         self.min_face_px = float(min_face_px)
         self.max_side = int(max_side)
@@ -152,9 +155,20 @@ class CenterFaceDetector:
         return Faces.from_boxes(xyxy[order], np.clip(scores[order], 0, 1))
 
 
-def load_detector(name: str = "centerface", device: Device | str = "auto", min_face_px: float = 0,
+def load_detector(name: str = AUTO, device: Device | str = "auto", min_face_px: float = 0,
                   **options) -> FaceDetector:
-    """The face detector called `name` (only "centerface" ships). ModelError for an unknown name."""
-    if name != "centerface":
+    """The face detector called `name`: centerface (float), centerface-int8 (its int8 copy: about 1.9x faster on
+    the CPU, same recall for faces of 32 px and more), or auto = centerface-int8 on the CPU and centerface on a
+    GPU. ModelError for an unknown name."""
+    if name not in DETECTORS:
         raise ModelError(f"{name}: unknown face detector (available: {', '.join(DETECTORS)})")
-    return CenterFaceDetector(device=device, min_face_px=min_face_px, **options)
+    if name == AUTO:
+        if INT8_MODEL_PATH.is_file() and cpu_only(device):
+            name = "centerface-int8"
+        else:
+            detector = CenterFaceDetector(device=device, min_face_px=min_face_px, **options)
+            if detector.runtime.provider != "CPUExecutionProvider" or not INT8_MODEL_PATH.is_file():
+                return detector
+            name = "centerface-int8"  # CUDA listed but not usable here
+    path = INT8_MODEL_PATH if name == "centerface-int8" else MODEL_PATH
+    return CenterFaceDetector(device=device, min_face_px=min_face_px, model_path=path, **options)

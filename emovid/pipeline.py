@@ -52,7 +52,7 @@ class AnalysisOptions:
 
     model: str = "best"  # best | scratch | mobilenetv2 | vgg16 | ensemble | PATH.onnx
     device: str = "auto"  # auto | cpu | cuda | tensorrt
-    detector: str = "centerface"
+    detector: str = "auto"  # auto (centerface-int8 on the CPU, centerface on a GPU) | centerface | centerface-int8
     min_face_px: int = 0  # ignore faces smaller than this (box side, pixels)
     detect_size_px: int = 640  # frames are shrunk to this longer side for the face detector (never enlarged)
     every: int = DEFAULT_EVERY  # run the detector every N analysed frames; the tracker predicts boxes in between
@@ -101,12 +101,13 @@ class Models:
     classifier: EmotionClassifier
 
     def describe(self) -> str:
-        """One line: the execution provider in use, then the emotion model."""
+        """One line: the execution provider in use, then the emotion model and the face detector."""
         line = self.classifier.runtime.describe()
         detector_runtime = getattr(self.detector, "runtime", None)
         if detector_runtime is not None and detector_runtime.provider != self.classifier.runtime.provider:
             line += f" (face detector: {detector_runtime.describe()})"
-        return f"{line}; {self.classifier.describe()}"
+        detector_name = getattr(self.detector, "name", None)
+        return f"{line}; {self.classifier.describe()}" + (f"; face detector {detector_name}" if detector_name else "")
 
 
 def load_models(options: AnalysisOptions) -> Models:

@@ -47,6 +47,17 @@ def _ort():
     return ort
 
 
+def cuda_offered() -> bool:
+    """Whether this onnxruntime build lists the CUDA provider (it may still fail to start without a GPU)."""
+    return "CUDAExecutionProvider" in _ort().get_available_providers()
+
+
+def cpu_only(device: Device | str) -> bool:
+    """True when `device` can only mean the CPU (cpu, or auto where onnxruntime offers no CUDA)."""
+    device = Device(device)
+    return device is Device.cpu or (device is Device.auto and not cuda_offered())
+
+
 def session_options(intra_op_threads: int = 0, spinning: bool = False):
     """All graph optimisations; `intra_op_threads` 0 = ONNX Runtime's default (one per physical core).
 
@@ -78,7 +89,7 @@ def create_session(model_path: str | Path, device: Device | str = Device.auto, i
         raise ModelError(f"{path}: model file not found")
     available = set(ort.get_available_providers())
     if device is Device.auto:
-        wanted = _PROVIDERS[Device.cuda] if "CUDAExecutionProvider" in available else _PROVIDERS[Device.cpu]
+        wanted = _PROVIDERS[Device.cuda] if cuda_offered() else _PROVIDERS[Device.cpu]
     else:
         wanted = _PROVIDERS[device]
         if wanted[0] not in available:

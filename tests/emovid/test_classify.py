@@ -11,6 +11,7 @@ from onnx_models import brightness_model, brightness_reference, constant_model, 
 from emovid import EMOTIONS
 from emovid.classify import (
     MAX_BATCH,
+    SHIPPED,
     EmotionClassifier,
     best_shipped_model,
     crop_boxes,
@@ -18,6 +19,7 @@ from emovid.classify import (
     load_classifier,
     read_metadata,
     shipped_models,
+    shipped_models_dir,
 )
 from emovid.errors import ModelError
 
@@ -217,6 +219,53 @@ def test_missing_shipped_models_are_clear_model_errors(tmp_path, models_dir):
         load_classifier("ensemble", models_dir=models_dir)
     with pytest.raises(ModelError, match="vgg16.onnx: shipped model vgg16 not found; choose one of scratch"):
         load_classifier("vgg16", models_dir=models_dir)
+
+
+@pytest.fixture
+def with_int8(models_dir):
+    constant_model(models_dir / "mobilenetv2-int8.onnx", one_hot(4), {"emovid.test_accuracy": "0.6590"})
+    return models_dir
+
+
+def test_best_on_the_cpu_is_the_int8_copy_of_the_best_model(with_int8):
+    classifier = load_classifier("best", device="cpu", models_dir=with_int8)
+    assert classifier.name == "mobilenetv2-int8" and classifier.models[0].path.name == "mobilenetv2-int8.onnx"
+    assert "test accuracy 65.9%" in classifier.describe()
+    np.testing.assert_allclose(classifier.predict(np.zeros((1, 48, 48, 1), np.float32))[0], one_hot(4), atol=1e-6)
+
+
+def test_best_on_auto_without_a_usable_gpu_is_the_int8_copy(with_int8):
+    classifier = load_classifier("best", device="auto", models_dir=with_int8)
+    if classifier.runtime.provider != "CPUExecutionProvider":
+        assert classifier.name == "mobilenetv2"  # a GPU runs the float model
+    else:
+        assert classifier.name == "mobilenetv2-int8"
+
+
+def test_int8_copies_of_other_models_are_not_picked_by_best(models_dir):
+    constant_model(models_dir / "scratch-int8.onnx", one_hot(1), {"emovid.test_accuracy": "0.9000"})
+    assert load_classifier("best", device="cpu", models_dir=models_dir).name == "mobilenetv2"
+    named = load_classifier("scratch-int8", device="cpu", models_dir=models_dir)
+    assert named.name == "scratch-int8" and "test accuracy 90.0%" in named.describe()
+
+
+def test_a_missing_int8_copy_is_a_clear_model_error(models_dir):
+    with pytest.raises(ModelError, match="vgg16-int8.onnx: shipped model vgg16-int8 not found; choose one of"):
+        load_classifier("vgg16-int8", device="cpu", models_dir=models_dir)
+
+
+def test_the_shipped_int8_models_keep_the_accuracy_rule():
+    """An int8 copy ships only if it lost < 0.5 point of PrivateTest accuracy (training.quantize measured it)."""
+    folder = shipped_models_dir()
+    twins = sorted(p for p in folder.glob("*-int8.onnx") if p.stem.removesuffix("-int8") in SHIPPED)
+    if not twins:
+        pytest.skip("no int8 model ships")
+    for twin in twins:
+        meta = read_metadata(twin)
+        assert float(meta["emovid.float_test_accuracy"]) - float(meta["emovid.test_accuracy"]) < 0.005, twin.name
+        assert meta["emovid.quantized"].startswith("int8")
+        probs = load_classifier(twin.stem, device="cpu").predict(np.full((2, 48, 48, 1), 120, np.float32))
+        np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-3)
 
 
 def test_the_shipped_models_when_present_meet_the_contract():

@@ -229,6 +229,12 @@ def test_end_to_end_with_the_real_detector_and_tracker(face_video, model_path, t
     assert [(r["second"], r["track_id"], r["frames"]) for r in rows] == [
         ("0", "1", "30"), ("1", "1", "30"), ("1", "2", "30"), ("2", "", "0"), ("3", "3", "30"), ("4", "", "0")]
     assert rows[-1]["end_s"] == "4.004"
+    assert "; face detector centerface-int8" in result.stderr  # the CPU default
+    exact = invoke("timeline", clip.path, "--model", model_path, "--out", tmp_path / "float", "--device", "cpu",
+                   "--detector", "centerface")
+    assert exact.exit_code == 0 and "; face detector centerface\n" in exact.stderr
+    assert [(r["second"], r["track_id"], r["frames"]) for r in read_rows(tmp_path / "float" / "people.timeline.csv")] \
+        == [(r["second"], r["track_id"], r["frames"]) for r in rows]
     source, annotated = probe(clip.path), probe(tmp_path / "out" / "people.annotated.mp4")
     assert annotated.frame_count == source.frame_count == 120
     assert (annotated.size_wh, annotated.fps, annotated.has_audio) == (source.size_wh, source.fps, True)

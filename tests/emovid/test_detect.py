@@ -7,15 +7,24 @@ import numpy as np
 import onnx
 import pytest
 
-from emovid.detect import MODEL_PATH, CenterFaceDetector, FaceDetector, input_size_wh, load_detector, nms
+from emovid.detect import (
+    INT8_MODEL_PATH,
+    MODEL_PATH,
+    CenterFaceDetector,
+    FaceDetector,
+    input_size_wh,
+    load_detector,
+    nms,
+)
 from emovid.errors import ModelError
 from emovid.faces import NO_TRACK
 from emovid.video import read_frames
 
 
-@pytest.fixture(scope="module")
-def detector() -> CenterFaceDetector:
-    return CenterFaceDetector(device="cpu")
+@pytest.fixture(scope="module", params=["centerface", "centerface-int8"])
+def detector(request) -> CenterFaceDetector:
+    """Every detection test runs on the float model and on its int8 copy (the CPU default)."""
+    return load_detector(request.param, device="cpu")
 
 
 def assert_found(faces, truth, min_iou=0.5) -> None:
@@ -100,6 +109,28 @@ def test_load_detector_and_the_shipped_model(detector):
     assert dims == ["N", 3, "H", "W"]
     assert [o.name for o in model.graph.output] == ["heatmap", "scale", "offset", "landmarks"]
     assert (MODEL_PATH.parent / "CENTERFACE_LICENSE.md").is_file()
+
+
+def test_auto_is_the_int8_copy_on_the_cpu_and_names_what_it_loaded():
+    assert load_detector("auto", device="cpu").name == "centerface-int8"
+    assert load_detector(device="cpu").model_path == INT8_MODEL_PATH
+    assert load_detector("centerface", device="cpu").name == "centerface"
+    auto = load_detector("auto", device="auto")
+    expected = "centerface-int8" if auto.runtime.provider == "CPUExecutionProvider" else "centerface"
+    assert auto.name == expected
+    model = onnx.load(str(INT8_MODEL_PATH))
+    assert {n.op_type for n in model.graph.node} >= {"QuantizeLinear", "DequantizeLinear", "Conv"}
+    assert [o.name for o in model.graph.output] == ["heatmap", "scale", "offset", "landmarks"]
+    assert dict((p.key, p.value) for p in model.metadata_props)["emovid.quantized"].startswith("int8 static QDQ")
+
+
+def test_the_int8_copy_finds_the_boxes_of_the_float_model():
+    """Same faces, boxes within a few pixels (IoU > 0.85), on real faces of 24-100 px."""
+    image = media.face_image((640, 360), [(100, 100, 124, 130), ((300, 80, 340, 130), 1), (500, 50, 580, 150)])
+    exact = load_detector("centerface", device="cpu").detect(image)
+    fast = load_detector("centerface-int8", device="cpu").detect(image)
+    assert len(exact) == len(fast) == 3
+    assert (media.iou(exact.xyxy, fast.xyxy).max(axis=1) > 0.85).all()
 
 
 def test_a_model_that_is_not_centerface_is_a_model_error(tmp_path):

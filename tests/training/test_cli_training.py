@@ -158,12 +158,22 @@ def test_evaluate_table_json_and_png(app, fake_models, fer_writer, tmp_path, mon
     result = runner.invoke(app, ["evaluate", "--data", str(data), "--model", "ensemble", "--json"])
     assert [m["name"] for m in json.loads(result.stdout)["models"]] == ["scratch", "vgg16", "ensemble"]
 
+    # an int8 copy is evaluated by name, and is not part of the default list
+    constant_model(fake_models / "scratch-int8.onnx", [0.94] + [0.01] * 6)
+    result = runner.invoke(app, ["evaluate", "--data", str(data), "--model", "scratch-int8", "--json"])
+    report = json.loads(result.stdout)
+    assert [m["name"] for m in report["models"]] == ["scratch-int8"]
+    assert report["models"][0]["accuracy"] == pytest.approx(3 / 21)  # always angry
+    result = runner.invoke(app, ["evaluate", "--data", str(data), "--json"])
+    assert [m["name"] for m in json.loads(result.stdout)["models"]] == ["scratch", "vgg16", "ensemble"]
+
 
 def test_evaluate_errors(app, fake_models, tiny_fer, tmp_path, monkeypatch):
     monkeypatch.setattr(cli_training, "shipped_models_dir", lambda: tmp_path / "empty")
     assert runner.invoke(app, ["evaluate", "--data", str(tiny_fer)]).exit_code == 2  # nothing shipped
     assert runner.invoke(app, ["evaluate", "--data", str(tiny_fer), "--model", "mobilenetv2"]).exit_code == 2
     assert runner.invoke(app, ["evaluate", "--data", str(tiny_fer), "--model", "resnet"]).exit_code == 2
+    assert runner.invoke(app, ["evaluate", "--data", str(tiny_fer), "--model", "vgg16-int8"]).exit_code == 2
     assert runner.invoke(app, ["evaluate", "--data", str(tiny_fer), "--split", "Valid"]).exit_code == 2
     assert runner.invoke(app, ["evaluate", "--data", str(tmp_path / "no.csv")]).exit_code == 2
 
