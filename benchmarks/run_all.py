@@ -309,7 +309,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_peer:
         print("setting up the fer peer venv (first time: a long pip install)...", flush=True)
         peer_env = peer.ensure_venv(args.peer_venv or cache / "fer-venv", cache / "fer-install.log")
-    effect_model, effect_note = (models[0], f"{models[0].name}") if models else (None, "")
+    effect_model, effect_note = None, ""
+    if shipped_models():  # the most accurate shipped float model (its int8 copy is what `best` runs on the CPU)
+        from emovid.classify import best_shipped_model
+
+        effect_model = best_shipped_model(ROOT / "emovid" / "models")[1]
+        effect_note = f"the default path (`best`: {effect_model.stem}, int8 on this CPU, and the auto detector)"
+    elif models:
+        effect_model, effect_note = models[0], models[0].name
     if effect_model is None and peer_env is not None and peer_env.python is not None:
         converted, reason = peer.peer_emotion_model(peer_env.python, cache)
         if converted is not None:
@@ -453,7 +460,8 @@ def main(argv: list[str] | None = None) -> int:
         lever_text = ""
         if not args.no_levers:
             print("levers, one at a time...", flush=True)
-            lever_text = measure_levers(clips, main_spec, long_spec, effect_model, effect_note, lever_runs, tmp, args,
+            lever_text = measure_levers(clips, main_spec, long_spec, timing_model if shipped_models() else effect_model,
+                                        effect_model, effect_note, lever_runs, tmp, args,
                                         small_images, crops)
 
     load_end = os.getloadavg()
@@ -506,8 +514,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def measure_levers(clips, main_spec: ClipSpec, long_spec: ClipSpec, effect_model: Path, effect_note: str, runs: int,
-                   tmp: Path, args, small_images, crops) -> str:
+def measure_levers(clips, main_spec: ClipSpec, long_spec: ClipSpec, run_model: Path | str, effect_model: Path,
+                   effect_note: str, runs: int, tmp: Path, args, small_images, crops) -> str:
+    """The lever tables; pipeline runs use `run_model` ("best" when models ship), int8 rows `effect_model`."""
     path = clips[main_spec]
     n = main_spec.frame_count
     three = next((p for s, p in clips.items() if s.faces == 3 and s.size_wh == main_spec.size_wh), None)
@@ -528,7 +537,7 @@ def measure_levers(clips, main_spec: ClipSpec, long_spec: ClipSpec, effect_model
     def measure(config: levers.Config, video: bool) -> tuple[levers.Timing, object]:
         key = (config.name, video)
         if key not in results:
-            timing, timeline, _ = levers.run_pipeline(path, config, effect_model, video, runs, tmp)
+            timing, timeline, _ = levers.run_pipeline(path, config, run_model, video, runs, tmp)
             results[key] = (timing, timeline)
         return results[key]
 
@@ -556,17 +565,17 @@ def measure_levers(clips, main_spec: ClipSpec, long_spec: ClipSpec, effect_model
                      effect(other_timeline, full_timeline)])
     effect_rows = []
     long_path = clips[long_spec]
-    full_long = levers.run_pipeline(long_path, default, effect_model, False, 1, tmp)[1]
+    full_long = levers.run_pipeline(long_path, default, run_model, False, 1, tmp)[1]
     fast = [C(f"--every 1 --detect-size {s}", {"every": 1, "detect_size_px": s}) for s in (480, 320)] \
         + [C(f"--every {k}" + (" (default)" if k == 3 else ""), {"every": k}) for k in (2, 3, 5)] \
         + [C("--every 3 --detect-size 320", {"every": 3, "detect_size_px": 320})] \
         + [C(f"--every 1 --sample-fps {f}", {"every": 1, "sample_fps": float(f)}) for f in (15, 10, 5)] \
         + [C("--every 2 --sample-fps 10", {"every": 2, "sample_fps": 10.0})]
-    full_three = levers.run_pipeline(three, default, effect_model, False, 1, tmp)[1] if three else None
+    full_three = levers.run_pipeline(three, default, run_model, False, 1, tmp)[1] if three else None
     for config in fast:
         t, _ = measure(config, False)
         a = measure(config, True)[0] if config.name.startswith("--every 3 --") else None
-        other_long = levers.run_pipeline(long_path, config, effect_model, False, 1, tmp)[1]
+        other_long = levers.run_pipeline(long_path, config, run_model, False, 1, tmp)[1]
         changed, diff, count = levers.dominant_changes(full_long, other_long)
         rows.append([config.name.split(" (")[0], f"full path → {config.name}", f"{now_t.fps(n):.1f} → {t.fps(n):.1f}",
                      f"{now_a.fps(n):.1f} → {a.fps(n):.1f}" if a else "",
@@ -574,7 +583,7 @@ def measure_levers(clips, main_spec: ClipSpec, long_spec: ClipSpec, effect_model
                      f"{changed:.1%} of {count} track-seconds change (see below)"])
         row = [config.name, f"{changed:.1%} ({count})", f"{diff:.4f}"]
         if full_three is not None:
-            other_three = levers.run_pipeline(three, config, effect_model, False, 1, tmp)[1]
+            other_three = levers.run_pipeline(three, config, run_model, False, 1, tmp)[1]
             changed3, diff3, count3 = levers.dominant_changes(full_three, other_three)
             row += [f"{changed3:.1%} ({count3})", f"{diff3:.4f}"]
         effect_rows.append(row)
@@ -616,20 +625,39 @@ def int8_section(effect_model: Path, small_images, crops, args, tmp: Path) -> st
     recall = [detector_bench.score([CenterFaceDetector(device="cpu", model_path=m).detect(i) for i in images], truth)
               for m in (None, detector_int8)]
     recall_text = ", ".join(f"{k} px {recall[0][k]:.2f} → {recall[1][k]:.2f}" for k in ("0-32", "32-64", "64-128"))
-    rows.append(["CenterFace (640x360 frames)", "static QDQ, per-channel, calibrated on the clips' frames",
-                 f"{fp32[0]:.1f} → {int8[0]:.1f} ms/frame",
+    rows.append(["CenterFace (640x360 frames)", "static QDQ, per-channel, every convolution, calibrated on the "
+                 "clips' frames", f"{fp32[0]:.1f} → {int8[0]:.1f} ms/frame",
                  f"{agreement:.1%} of the clip's faces agree (IoU ≥ 0.5); recall on generated 1280x720 faces "
                  f"{recall[0]['recall']:.3f} → {recall[1]['recall']:.3f} (by face width: {recall_text})",
                  "not shipped" + (": loses small faces" if recall[1]["recall"] < recall[0]["recall"] - 0.005
                                   else ": candidate (recall kept)")])
+    from emovid.detect import INT8_MODEL_PATH
+
+    if INT8_MODEL_PATH.is_file():  # the shipped copy (tools/quantize_centerface.py): first convolutions in float
+        shipped = levers.detector_ms(small_images, 640, INT8_MODEL_PATH, runs=1 if args.quick else 2)
+        agreement = levers.detector_agreement(None, INT8_MODEL_PATH, small_images, 640)
+        kept = detector_bench.score([CenterFaceDetector(device="cpu", model_path=INT8_MODEL_PATH).detect(i)
+                                     for i in images], truth)
+        kept_text = ", ".join(f"{k} px {recall[0][k]:.2f} → {kept[k]:.2f}" for k in ("0-32", "32-64", "64-128"))
+        lost = any(kept[k] < recall[0][k] - 0.005 for k in ("32-64", "64-128"))
+        rows.append([f"CenterFace, shipped `{INT8_MODEL_PATH.name}`", "static QDQ, per-channel, first 3 "
+                     "convolutions float (tools/quantize_centerface.py)", f"{fp32[0]:.1f} → {shipped[0]:.1f} ms/frame",
+                     f"{agreement:.1%} of the clip's faces agree (IoU ≥ 0.5); recall {recall[0]['recall']:.3f} → "
+                     f"{kept['recall']:.3f} (by face width: {kept_text})",
+                     "shipped, the CPU default" + ("; BUT it loses faces of 32 px and more: review" if lost else
+                                                   " (recall kept for faces of 32 px and more)")])
     # the emotion model
     batches = [crops[i:i + 16] for i in range(0, len(crops), 16)]
     stem = effect_model.stem
     private = levers.load_fer2013_private(args.fer_data)
     for static in (True, False):
         kind = "static QDQ, per-channel" if static else "dynamic (weights only)"
-        quantized = levers.quantize(effect_model, cache / f"{stem}_int8_{'qdq' if static else 'dyn'}.onnx",
-                                    batches, static=static, op_types=("Conv", "MatMul", "Gemm"))
+        twin = effect_model.with_name(f"{stem}-int8.onnx")
+        if static and twin.is_file():  # the shipped copy, calibrated on Training images by training.quantize
+            quantized, kind = twin, f"{kind} (shipped {twin.name})"
+        else:
+            quantized = levers.quantize(effect_model, cache / f"{stem}_int8_{'qdq' if static else 'dyn'}.onnx",
+                                        batches, static=static, op_types=("Conv", "MatMul", "Gemm"))
         speed = [levers.classifier_faces_per_s(m, crops, 64, 5) for m in (effect_model, quantized)]
         if private is not None:
             images, labels = private
@@ -644,8 +672,9 @@ def int8_section(effect_model: Path, small_images, crops, args, tmp: Path) -> st
                     .argmax(1)).mean()
             quality = f"top-1 agreement with fp32 on the clip's faces {np.mean(same):.1%} (no FER2013 data)"
             verdict = "accuracy unverified" + ("; and slower" if speed[1] <= speed[0] else "")
+        shipped_note = "shipped, what `best` runs on the CPU" if quantized == twin else "not shipped"
         rows.append([f"emotion model {effect_model.name}", kind, f"{speed[0]:.0f} → {speed[1]:.0f} faces/s @64",
-                     quality, f"not shipped ({verdict})"])
+                     quality, f"{shipped_note} ({verdict})"])
     return "\nint8 quantisation (onnxruntime.quantization; the CPU has AVX-512 VNNI):\n\n" + table(
         ["model", "quantisation", "speed fp32 → int8", "quality", "decision"], rows)
 

@@ -1,7 +1,7 @@
 """The `emovid` command line: `annotate` and `timeline` (plus the training commands when that module exists).
 
 Thin: parse options, call emovid.pipeline, map errors to exit codes. Heavy modules (numpy, cv2, av,
-onnxruntime, pandas, matplotlib) are imported inside the command bodies so `emovid --help` is instant.
+onnxruntime, pandas) are imported inside the command bodies so `emovid --help` is instant.
 Exit codes: 0 every video done or skipped; 1 some video failed, or some argument matched no video while others
 did (the summary lists each with its reason; the other videos are processed); 2 usage or setup error, nothing
 processed (no video in any argument, bad option, a model that is missing, corrupt or breaks the contract,

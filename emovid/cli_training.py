@@ -248,6 +248,8 @@ def evaluate_command(
     if split not in ("Training", "PublicTest", "PrivateTest"):
         raise typer.BadParameter("expected Training, PublicTest or PrivateTest", param_hint="--split")
     models, ensemble = resolve_models(model)
+    if confusion_png is not None:
+        _require_training_extra("evaluate --confusion-png", ("matplotlib",))
     from training import TrainingError
     from training.evaluate import evaluate, save_confusion_png
 

@@ -162,3 +162,29 @@ def test_png_is_deterministic_for_tracks_and_for_no_faces():
     assert render_png(empty).startswith(b"\x89PNG")
     many = build(30, 25.0, tracks_of=lambda i: tuple(range(12)))
     assert render_png(many, max_tracks=4).startswith(b"\x89PNG")
+
+
+def test_png_draws_each_track_in_the_colours_of_its_emotions():
+    """Track 1 is happy for 2 s then sad for 2 s: its panel's left half is the happy colour, its right half sad;
+    a video without faces draws no emotion colour outside the legend."""
+    import cv2
+
+    from emovid.timeline import EMOTION_COLORS, _bgr
+
+    timeline = build(100, 25.0, probs_of=lambda i, ids: [one_hot(EMOTIONS.index("happy" if i < 50 else "sad"),
+                                                                 high=1.0)] * len(ids))
+    image = cv2.imdecode(np.frombuffer(render_png(timeline), np.uint8), cv2.IMREAD_COLOR)
+    happy, sad = np.array(_bgr(EMOTION_COLORS["happy"])), np.array(_bgr(EMOTION_COLORS["sad"]))
+    plot = image[80:180]  # the first panel, below the title and legend
+
+    def share(region, color) -> float:
+        return float(np.mean(np.all(np.abs(region.astype(int) - color) <= 2, axis=-1)))
+
+    first, last = plot[:, 100:510], plot[:, 550:960]  # the plot spans x 80-980: 2 s of 4 end at x 530
+    assert share(first, happy) > 0.8 and share(first, sad) == 0
+    assert share(last, sad) > 0.8 and share(last, happy) == 0
+    empty = cv2.imdecode(np.frombuffer(render_png(build(50, 25.0, tracks_of=lambda i: ())), np.uint8),
+                         cv2.IMREAD_COLOR)
+    colours = [c for e, c in EMOTION_COLORS.items() if e != "neutral"]  # neutral is a grey, like anti-aliased text
+    assert all(share(empty[60:], np.array(_bgr(c))) == 0 for c in colours)
+    assert share(empty[80:110, 100:960], np.array(_bgr(EMOTION_COLORS["neutral"]))) == 0
