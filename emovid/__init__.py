@@ -12,6 +12,9 @@ EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surpri
 # frame is still classified): the detector is most of a frame's cost, and on the benchmark clips this changed the
 # dominant emotion of 1.7 % of track-seconds (BENCHMARKS.md). 1 is the exact path. Shared by the CLI and the API.
 DEFAULT_EVERY = 3
+# Between two scans of the whole frame (every DEFAULT_SCAN_S seconds; a face that enters is found by the next one),
+# the detector looks only around the faces it tracks (emovid.schedule). 0 scans at every detection.
+DEFAULT_SCAN_S = 0.5
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd

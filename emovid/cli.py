@@ -19,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from emovid import DEFAULT_EVERY, __version__
+from emovid import DEFAULT_EVERY, DEFAULT_SCAN_S, __version__
 from emovid.runtime import Device
 
 app = typer.Typer(
@@ -73,8 +73,14 @@ DetectSize = Annotated[int, typer.Option(
          "misses small faces: at 320 a face needs about 32 px in a 640x360 frame.")]
 Every = Annotated[int, typer.Option(
     "--every", min=1, metavar="N",
-    help=f"Detect faces every N analysed frames and track them in between (default {DEFAULT_EVERY}: about 2x "
-         "faster than 1, the exact path; see BENCHMARKS.md for the effect on the timeline).")]
+    help=f"Run the face detector every N analysed frames; the tracker carries the boxes in between (default "
+         f"{DEFAULT_EVERY}).")]
+ScanEvery = Annotated[float, typer.Option(
+    "--scan-every", min=0.0, metavar="S",
+    help=f"Search the whole frame for faces every S seconds (default {DEFAULT_SCAN_S:g}: a face that enters is "
+         "found within S s); in between, the detector looks only around the faces it tracks (several times "
+         "faster). 0: the whole frame at every detection; --every 1 --scan-every 0 is the exact path (see "
+         "BENCHMARKS.md for what the defaults change in the timeline).")]
 PerFrame = Annotated[bool, typer.Option(
     "--per-frame", help="Also write <stem>.frames.csv (one row per face per analysed frame).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Redo videos whose outputs already exist.")]
@@ -112,7 +118,8 @@ def _run(videos: list[str], **options) -> None:
 
 
 def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device, detector: Detector, min_face: int,
-             every: int, per_frame: bool, overwrite: bool, debug: bool, video: bool, csv: str | None = None,
+             every: int, scan_every: float, per_frame: bool, overwrite: bool, debug: bool, video: bool,
+             csv: str | None = None,
              sample_fps: float | None = None, detect_size: int = 640) -> None:
     import traceback
 
@@ -142,7 +149,8 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
         if csv not in (None, "-"):
             prepare_dir(Path(csv).parent)  # fail before the analysis, not after it
         options = AnalysisOptions(model=model, device=device.value, detector=detector.value, min_face_px=min_face,
-                                  every=every, sample_fps=sample_fps, detect_size_px=detect_size)
+                                  every=every, scan_every_s=scan_every, sample_fps=sample_fps,
+                                  detect_size_px=detect_size)
         # --csv collects every input's rows into one file, so every input is analysed (no skipping).
         outputs = OutputOptions(out_dir=out, video=video, csv=csv is None, png=True, frames=per_frame,
                                 overwrite=overwrite or csv is not None)
@@ -204,6 +212,7 @@ def annotate(
     detector: DetectorOpt = Detector.auto,
     min_face: MinFace = 0,
     every: Every = DEFAULT_EVERY,
+    scan_every: ScanEvery = DEFAULT_SCAN_S,
     detect_size: DetectSize = 640,
     per_frame: PerFrame = False,
     overwrite: Overwrite = False,
@@ -211,7 +220,8 @@ def annotate(
 ) -> None:
     """Write <stem>.annotated.mp4 (boxes, track ids, emotions; audio kept) plus the timeline CSV and PNG."""
     _run(videos, out=out, model=model, device=device, detector=detector, min_face=min_face, every=every,
-         per_frame=per_frame, overwrite=overwrite, debug=debug, video=True, detect_size=detect_size)
+         scan_every=scan_every, per_frame=per_frame, overwrite=overwrite, debug=debug, video=True,
+         detect_size=detect_size)
 
 
 @app.command()
@@ -230,6 +240,7 @@ def timeline(
     detector: DetectorOpt = Detector.auto,
     min_face: MinFace = 0,
     every: Every = DEFAULT_EVERY,
+    scan_every: ScanEvery = DEFAULT_SCAN_S,
     detect_size: DetectSize = 640,
     per_frame: PerFrame = False,
     overwrite: Overwrite = False,
@@ -238,8 +249,8 @@ def timeline(
     """Write <stem>.timeline.csv (mean emotion probabilities per person per second) and <stem>.timeline.png,
     without rendering video."""
     _run(videos, out=out, model=model, device=device, detector=detector, min_face=min_face, every=every,
-         per_frame=per_frame, overwrite=overwrite, debug=debug, video=False, csv=csv, sample_fps=sample_fps,
-         detect_size=detect_size)
+         scan_every=scan_every, per_frame=per_frame, overwrite=overwrite, debug=debug, video=False, csv=csv,
+         sample_fps=sample_fps, detect_size=detect_size)
 
 
 try:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
 import numpy as np
 
-from emovid import DEFAULT_EVERY
+from emovid import DEFAULT_EVERY, DEFAULT_SCAN_S
 from emovid.errors import EmovidError, InputError
 from emovid.faces import Faces, Frame, FrameFaces
 from emovid.outputs import (
@@ -56,6 +56,7 @@ class AnalysisOptions:
     min_face_px: int = 0  # ignore faces smaller than this (box side, pixels)
     detect_size_px: int = 640  # frames are shrunk to this longer side for the face detector (never enlarged)
     every: int = DEFAULT_EVERY  # run the detector every N analysed frames; the tracker predicts boxes in between
+    scan_every_s: float = DEFAULT_SCAN_S  # the whole frame this often; in between, around the tracked faces only
     sample_fps: float | None = None  # analyse this many frames per second of video (None: every frame)
     max_gap_s: float = 1.0  # a track survives this long without detections
     batch_frames: int = 8  # frames whose faces are classified in one batch
@@ -64,6 +65,8 @@ class AnalysisOptions:
     def __post_init__(self) -> None:
         if self.every < 1:
             raise ValueError(f"every must be >= 1, got {self.every}")
+        if not (self.scan_every_s >= 0 and math.isfinite(self.scan_every_s)):
+            raise ValueError(f"scan_every_s must be >= 0, got {self.scan_every_s}")
         if self.sample_fps is not None and not (self.sample_fps > 0 and math.isfinite(self.sample_fps)):
             raise ValueError(f"sample_fps must be > 0, got {self.sample_fps}")
         if self.min_face_px < 0:
@@ -251,63 +254,104 @@ class Sampler:
 class _Pending(NamedTuple):
     index: int
     timestamp_s: float
-    image: np.ndarray | None  # kept while its faces wait to be cropped, or when the caller keeps images
+    image: np.ndarray | None  # kept when the caller keeps images
     faces: Faces | None  # None: not analysed
+    crops: np.ndarray | None  # float32 [len(faces),48,48,1] (None: not analysed or no face)
 
 
-def classify_batch(classifier: EmotionClassifier, pending: Sequence[tuple[np.ndarray, Faces]]) -> list[Faces]:
-    """Crop and classify the faces of several frames in one batch; each Faces comes back with its probs."""
-    from emovid.classify import crop_faces
-
-    crops = [crop_faces(image, faces.xyxy) for image, faces in pending if len(faces)]
-    if not crops:
-        return [faces for _, faces in pending]
-    probs = classifier.predict(np.concatenate(crops, axis=0))
-    out, start = [], 0
-    for _, faces in pending:
-        out.append(faces.with_probs(probs[start:start + len(faces)]))
-        start += len(faces)
+def _classify(classifier: EmotionClassifier, batch: Sequence[_Pending]) -> list[Faces | None]:
+    """The faces of a batch of frames with their probabilities, all crops in one predict() call."""
+    crops = [p.crops for p in batch if p.crops is not None]
+    probs = classifier.predict(np.concatenate(crops, axis=0)) if crops else None
+    out: list[Faces | None] = []
+    start = 0
+    for p in batch:
+        if p.crops is None:
+            out.append(p.faces)
+            continue
+        out.append(p.faces.with_probs(probs[start:start + len(p.faces)]))
+        start += len(p.faces)
     return out
+
+
+def _frames_of(batch: Sequence[_Pending], classified: Sequence[Faces | None]) -> Iterator[AnalysedFrame]:
+    for p, faces in zip(batch, classified, strict=True):
+        yield AnalysedFrame(p.index, p.timestamp_s, p.image,
+                            None if faces is None else FrameFaces(p.index, p.timestamp_s, faces))
+
+
+class _BatchClassifier:
+    """Classifies batches of frames in submission order. Threaded: in one worker thread, one batch at a time, while
+    the caller detects and tracks the next batch (ONNX Runtime releases the GIL); `submit` yields the frames of the
+    previous batch, so at most two batches are held. Sequential: in the caller's thread, yielded at once.
+    The batches are the same either way, so both give the same results."""
+
+    def __init__(self, classifier: EmotionClassifier, threaded: bool):
+        self.classifier = classifier
+        self._executor = None
+        if threaded:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emovid-classify")
+        self._in_flight = None
+
+    def submit(self, batch: list[_Pending]) -> Iterator[AnalysedFrame]:
+        if self._executor is None:
+            yield from _frames_of(batch, _classify(self.classifier, batch))
+            return
+        previous = self._in_flight
+        self._in_flight = (batch, self._executor.submit(_classify, self.classifier, batch))
+        if previous is not None:
+            yield from _frames_of(previous[0], previous[1].result())
+
+    def finish(self) -> Iterator[AnalysedFrame]:
+        previous, self._in_flight = self._in_flight, None
+        if previous is not None:
+            yield from _frames_of(previous[0], previous[1].result())
+
+    def __enter__(self) -> _BatchClassifier:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._executor is not None:  # on errors and interrupts too: the worker ends after its current batch
+            self._executor.shutdown(wait=True, cancel_futures=True)
 
 
 def analyse_frames(frames: Iterable[Frame], models: Models, options: AnalysisOptions, tracker=None,
                    keep_images: bool = False) -> Iterator[AnalysedFrame]:
-    """Detect (every N analysed frames) / track / classify; yields every decoded frame, in order.
+    """Detect (emovid.schedule: the whole frame every `scan_every_s` seconds, the tracked faces every `every`
+    analysed frames) / track / crop / classify; yields every decoded frame, in order.
 
-    The faces of up to `options.batch_frames` analysed frames are classified in one batch. `tracker` defaults to
-    a new FaceTracker(max_gap_s=options.max_gap_s); `keep_images` passes the images on (for annotation).
+    The faces of up to `options.batch_frames` analysed frames are classified in one batch (in a worker thread when
+    `options.threaded`). `tracker` defaults to a new FaceTracker(max_gap_s=options.max_gap_s); `keep_images`
+    passes the images on (for annotation).
     """
+    from emovid.classify import crop_faces
+    from emovid.schedule import FaceFinder
+
     if tracker is None:
         from emovid.track import FaceTracker
 
         tracker = FaceTracker(max_gap_s=options.max_gap_s)
+    finder = FaceFinder(models.detector, tracker, every=options.every, scan_every_s=options.scan_every_s)
     sampler = Sampler(options.sample_fps)
     pending: list[_Pending] = []
-    n_analysed = n_pending_analysed = 0
-
-    def flush() -> Iterator[AnalysedFrame]:
-        analysed = [(p.image, p.faces) for p in pending if p.faces is not None]
-        classified = iter(classify_batch(models.classifier, analysed))
-        for p in pending:
-            faces = None if p.faces is None else FrameFaces(p.index, p.timestamp_s, next(classified))
-            yield AnalysedFrame(p.index, p.timestamp_s, p.image if keep_images else None, faces)
-        pending.clear()
-
-    for frame in frames:
-        if sampler.take(frame.timestamp_s):
-            if n_analysed % options.every == 0:
-                faces = tracker.update(models.detector.detect(frame.image), frame.timestamp_s)
+    n_pending_analysed = 0
+    with _BatchClassifier(models.classifier, options.threaded) as classifier:
+        for frame in frames:
+            image = frame.image if keep_images else None
+            if sampler.take(frame.timestamp_s):
+                faces = finder.faces_at(frame.image, frame.timestamp_s)
+                crops = crop_faces(frame.image, faces.xyxy) if len(faces) else None
+                pending.append(_Pending(frame.index, frame.timestamp_s, image, faces, crops))
+                n_pending_analysed += 1
             else:
-                faces = tracker.predict(frame.timestamp_s)
-            n_analysed += 1
-            n_pending_analysed += 1
-            pending.append(_Pending(frame.index, frame.timestamp_s, frame.image, faces))
-        else:
-            pending.append(_Pending(frame.index, frame.timestamp_s, frame.image if keep_images else None, None))
-        if n_pending_analysed >= options.batch_frames or len(pending) >= 4 * options.batch_frames:
-            yield from flush()
-            n_pending_analysed = 0
-    yield from flush()
+                pending.append(_Pending(frame.index, frame.timestamp_s, image, None, None))
+            if n_pending_analysed >= options.batch_frames or len(pending) >= 4 * options.batch_frames:
+                yield from classifier.submit(pending)
+                pending, n_pending_analysed = [], 0
+        yield from classifier.submit(pending)
+        yield from classifier.finish()
 
 
 # --- one video --------------------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@
 - `predict(t)` returns the tracks matched by the latest `update()` with their boxes extrapolated to t, for frames
   where detection is skipped (--every N). Tracks that were not seen at the latest update (coasting through a gap)
   are kept for matching but not drawn.
+- `expected(t)` returns where every live track (seen at the latest update or coasting) should be at t: where the
+  detector looks between two scans of the whole frame (emovid.schedule).
 - Inputs are never modified; `update()` returns the same faces (same order) with their track ids.
 """
 
@@ -92,7 +94,7 @@ class FaceTracker:
         return self._next_id - 1
 
     def _expire(self, timestamp_s: float) -> None:
-        self._tracks = [t for t in self._tracks if timestamp_s - t.last_s <= self.max_gap_s + 1e-9]
+        self._tracks = [t for t in self._tracks if self._alive(t, timestamp_s)]
 
     def update(self, faces: Faces, timestamp_s: float) -> Faces:
         timestamp_s = float(timestamp_s)
@@ -139,12 +141,23 @@ class FaceTracker:
             free_cols = np.array([c for c in free_cols if c not in taken], np.int64)
         return pairs
 
+    def _alive(self, track: _Track, timestamp_s: float) -> bool:
+        return timestamp_s - track.last_s <= self.max_gap_s + 1e-9
+
+    def expected(self, timestamp_s: float) -> np.ndarray:
+        """float32 [N,4] boxes of every live track (seen at the latest update or coasting through a gap),
+        extrapolated to `timestamp_s`, by track id."""
+        timestamp_s = float(timestamp_s)
+        tracks = sorted((t for t in self._tracks if self._alive(t, timestamp_s)), key=lambda t: t.track_id)
+        if not tracks:
+            return np.zeros((0, 4), np.float32)
+        return np.stack([t.predict(timestamp_s, self.max_gap_s) for t in tracks]).astype(np.float32)
+
     def predict(self, timestamp_s: float) -> Faces:
         """Faces of the tracks seen at the latest update(), boxes extrapolated to `timestamp_s` (by id order)."""
         timestamp_s = float(timestamp_s)
         by_id = {t.track_id: t for t in self._tracks}
-        tracks = [by_id[i] for i in sorted(self._visible) if i in by_id
-                  and timestamp_s - by_id[i].last_s <= self.max_gap_s + 1e-9]
+        tracks = [by_id[i] for i in sorted(self._visible) if i in by_id and self._alive(by_id[i], timestamp_s)]
         if not tracks:
             return Faces.empty()
         xyxy = np.stack([t.predict(timestamp_s, self.max_gap_s) for t in tracks]).astype(np.float32)

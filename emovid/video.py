@@ -131,6 +131,24 @@ def _rotate(image: np.ndarray, rotation_deg: int) -> np.ndarray:
     return cv2.rotate(image, codes[rotation_deg])
 
 
+_BT601_OR_UNSPECIFIED = (2, 5, 6)  # AVColorSpace: unspecified, BT470BG, SMPTE170M
+_LIMITED_OR_UNSPECIFIED = (0, 1)  # AVColorRange: unspecified, MPEG (16-235)
+
+
+def to_bgr(frame) -> np.ndarray:
+    """A decoded PyAV frame as BGR uint8 [H,W,3]. The common case (8-bit 4:2:0, BT.601 or unspecified matrix,
+    limited range, even size) is converted by OpenCV, 3.6x faster than swscale at 640x360 and the same
+    conversion (BT.601, limited range) within rounding; everything else goes through swscale."""
+    if (frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0
+            and frame.colorspace in _BT601_OR_UNSPECIFIED and frame.color_range in _LIMITED_OR_UNSPECIFIED):
+        import cv2
+
+        planes = frame.to_ndarray()  # [H*3/2, W]: Y, then U and V
+        if planes.shape == (frame.height * 3 // 2, frame.width):
+            return cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420)
+    return frame.to_ndarray(format="bgr24")
+
+
 def _frames_of(container, stream, path: Path) -> Iterator:
     """Decoded frames of `stream` in presentation order; damaged packets are skipped, read errors end it."""
     import av
@@ -219,7 +237,7 @@ def read_frames(path: Path | str, info: VideoInfo | None = None) -> Iterator[Fra
             else:  # no timestamps in the file (rare): the previous one plus a frame period
                 timestamp_s = 0.0 if last_s is None else last_s + step
             last_s = timestamp_s
-            image = _rotate(frame.to_ndarray(format="bgr24"), info.rotation_deg)
+            image = _rotate(to_bgr(frame), info.rotation_deg)
             yield Frame(index=index, timestamp_s=timestamp_s, image=image)
             index += 1
         if index == 0:

@@ -14,17 +14,32 @@ from emovid.runtime import Device, RuntimeInfo
 
 
 class FakeDetector:
-    """Returns scripted faces: `script(frame_index, image) -> list of (x0, y0, x1, y1)` boxes."""
+    """Returns scripted faces: `script(image) -> list of (x0, y0, x1, y1)` boxes; detect_regions keeps those whose
+    centre lies in a window. Counts its calls: `calls` (whole frames) and `region_calls`."""
 
     runtime = RuntimeInfo(provider="CPUExecutionProvider", device=Device.cpu)
 
     def __init__(self, script: Callable[[np.ndarray], list[tuple[float, float, float, float]]]):
         self.script = script
         self.calls = 0
+        self.region_calls = 0
 
     def detect(self, image_bgr: np.ndarray) -> Faces:
         self.calls += 1
         boxes = self.script(image_bgr)
+        if not boxes:
+            return Faces.empty()
+        return Faces.from_boxes(np.array(boxes, np.float32), np.full(len(boxes), 0.9, np.float32))
+
+    def detect_regions(self, image_bgr: np.ndarray, windows_xyxy: np.ndarray) -> Faces:
+        self.region_calls += 1
+        found = self.script(image_bgr)
+
+        def inside(box, window) -> bool:
+            cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+            return window[0] <= cx < window[2] and window[1] <= cy < window[3]
+
+        boxes = [b for b in found if any(inside(b, w) for w in np.asarray(windows_xyxy).reshape(-1, 4))]
         if not boxes:
             return Faces.empty()
         return Faces.from_boxes(np.array(boxes, np.float32), np.full(len(boxes), 0.9, np.float32))
@@ -80,6 +95,9 @@ class FakeTracker:
     def predict(self, timestamp_s: float) -> Faces:
         self.predicted += 1
         return self.last
+
+    def expected(self, timestamp_s: float) -> np.ndarray:
+        return self.last.xyxy
 
 
 class CountingClassifier:

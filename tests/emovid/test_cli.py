@@ -20,6 +20,7 @@ from emovid.pipeline import Models
 from emovid.video import probe
 
 runner = CliRunner()
+EXACT = ("--every", "1", "--scan-every", "0")  # the whole frame at every frame: faces found on their first frame
 
 
 def invoke(*args: str | Path):
@@ -115,10 +116,10 @@ def test_outputs_go_beside_the_input_by_default(tmp_path, videos, loaded):
 
 
 def test_csv_to_stdout(tmp_path, videos, loaded):
-    result = invoke("timeline", videos / "b.mp4", "--csv", "-", "--out", tmp_path / "out", "--every", "1")
+    result = invoke("timeline", videos / "b.mp4", "--csv", "-", "--out", tmp_path / "out", *EXACT)
     assert result.exit_code == 0, result.output
     assert files_in(tmp_path / "out") == ["b.timeline.png"]
-    assert invoke("timeline", videos / "b.mp4", "--out", tmp_path / "files", "--every", "1").exit_code == 0
+    assert invoke("timeline", videos / "b.mp4", "--out", tmp_path / "files", *EXACT).exit_code == 0
     assert result.stdout == (tmp_path / "files" / "b.timeline.csv").read_text()
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [(r["second"], r["track_id"], r["frames"]) for r in rows] == [("0", "1", "15"), ("0", "2", "15"),
@@ -197,7 +198,7 @@ def test_ctrl_c_exits_130_and_leaves_no_temporaries(tmp_path, videos, monkeypatc
 
     monkeypatch.setattr("emovid.pipeline.load_models", lambda options: Models(
         detector=Interrupting(marker_script), classifier=load_classifier(model_path, "cpu")))
-    result = invoke("annotate", videos / "a.mp4", "--out", tmp_path / "out", "--per-frame", "--every", "1")
+    result = invoke("annotate", videos / "a.mp4", "--out", tmp_path / "out", "--per-frame", *EXACT)
     assert result.exit_code == 130 and "interrupted" in result.stderr
     assert files_in(tmp_path / "out") == []
 

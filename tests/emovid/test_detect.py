@@ -10,11 +10,13 @@ import pytest
 from emovid.detect import (
     INT8_MODEL_PATH,
     MODEL_PATH,
+    REGION_PX,
     CenterFaceDetector,
     FaceDetector,
     input_size_wh,
     load_detector,
     nms,
+    region_windows,
 )
 from emovid.errors import ModelError
 from emovid.faces import NO_TRACK
@@ -56,6 +58,55 @@ def test_nothing_on_empty_frames(detector, kind):
     faces = detector.detect(media.background((320, 240), kind))
     assert len(faces) == 0 and faces.xyxy.shape == (0, 4) and faces.probs.shape == (0, 7)
     assert len(detector.detect(np.zeros((120, 160, 3), np.uint8))) == 0
+
+
+# --- looking only around tracked faces (detect_regions) ----------------------------------------------------------
+
+THREE = [(100, 100, 124, 130), ((300, 80, 340, 130), 1), (500, 50, 580, 150)]  # 24-80 px faces in 640x360
+
+
+def test_regions_find_the_faces_of_the_whole_frame(detector):
+    image = media.face_image((640, 360), THREE)
+    whole = detector.detect(image)
+    found = detector.detect_regions(image, region_windows(whole.xyxy, (640, 360)))
+    assert_found(found, [media._face_args(b)[0] for b in THREE])
+    assert (media.iou(whole.xyxy, found.xyxy).max(axis=1) > 0.7).all()
+    assert list(found.xyxy[:, 0]) == sorted(found.xyxy[:, 0]) and (found.track_id == NO_TRACK).all()
+
+
+def test_regions_see_only_their_windows(detector):
+    image = media.face_image((640, 360), THREE)
+    around_middle = region_windows(np.array([[300, 80, 340, 130]]), (640, 360))
+    assert_found(detector.detect_regions(image, around_middle), [(300, 80, 340, 130)])
+    empty_corner = np.array([[0, 250, 100, 350]])
+    assert len(detector.detect_regions(image, empty_corner)) == 0
+    assert len(detector.detect_regions(image, np.zeros((0, 4)))) == 0
+
+
+def test_a_big_face_is_shrunk_into_its_region_and_a_small_one_is_not_enlarged(detector):
+    image = media.face_image((1280, 720), [(500, 150, 780, 500), ((100, 600, 124, 630), 1)])
+    windows = region_windows(np.array([[500, 150, 780, 500], [100, 600, 124, 630]]), (1280, 720))
+    assert (windows[0, 2] - windows[0, 0]) > REGION_PX > (windows[1, 2] - windows[1, 0])
+    assert_found(detector.detect_regions(image, windows), [(100, 600, 124, 630), (500, 150, 780, 500)])
+
+
+def test_many_regions_cost_as_much_as_the_frame_and_become_a_whole_frame_detection():
+    image = media.face_image((320, 240), [(20, 40, 60, 90), ((200, 60, 260, 135), 1)])
+    detector = CenterFaceDetector(device="cpu")
+    windows = np.array([[0, 0, 10, 10]] * 5)  # 5 x 128^2 px >= the 320x256 network input: the whole frame
+    assert_found(detector.detect_regions(image, windows), [(20, 40, 60, 90), (200, 60, 260, 135)])
+
+
+def test_region_windows_are_squares_around_the_boxes_inside_the_frame():
+    boxes = np.array([[100, 100, 140, 150], [0, 0, 20, 20], [600, 300, 640, 360], [10, 10, 12, 12]])
+    windows = region_windows(boxes, (640, 360), context=2.0, min_side_px=32)
+    sides = windows[:, 2:] - windows[:, :2]
+    assert sides.tolist() == [[100, 100], [40, 40], [120, 120], [32, 32]]  # 2x the longer side, at least 32
+    assert windows[0].tolist() == [70, 75, 170, 175]  # centred on (120, 125)
+    assert windows[1].tolist() == [0, 0, 40, 40] and windows[2].tolist() == [520, 240, 640, 360]  # moved inside
+    huge = region_windows(np.array([[0, 0, 300, 300]]), (640, 360))
+    assert huge.tolist() == [[0, 0, 600, 360]]  # cut to the frame's height
+    assert region_windows(np.zeros((0, 4)), (640, 360)).shape == (0, 4)
 
 
 def test_min_face_px_drops_small_faces():

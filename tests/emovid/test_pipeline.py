@@ -70,7 +70,9 @@ def test_faces_of_several_frames_are_classified_in_one_batch(models):
 def test_every_n_detects_on_every_nth_frame_and_predicts_in_between(models):
     tracker = FakeTracker()
     out = list(analyse_frames(synthetic_frames(30, 25.0), models, AnalysisOptions(every=4), tracker))
-    assert models.detector.calls == math.ceil(30 / 4) and tracker.predicted == 30 - math.ceil(30 / 4)
+    detector = models.detector
+    assert detector.calls + detector.region_calls == math.ceil(30 / 4) and tracker.predicted == 30 - math.ceil(30 / 4)
+    assert detector.calls == 2  # whole-frame scans at 0 and 0.64 s (the first detection frame 0.5 s after 0)
     assert all(f.faces.faces.track_id.tolist() == [1] and np.all(np.isfinite(f.faces.faces.probs)) for f in out)
 
 
@@ -79,7 +81,7 @@ def test_sample_fps_analyses_some_frames_and_passes_all_on(models):
     out = list(analyse_frames(synthetic_frames(50, 25.0), models, options, FakeTracker()))
     assert [f.index for f in out] == list(range(50))
     assert [f.index for f in out if f.faces is not None] == list(range(0, 50, 5))
-    assert models.detector.calls == 10
+    assert models.detector.calls + models.detector.region_calls == 10
 
 
 def test_sampler_takes_the_first_frame_at_or_after_each_tick():
@@ -238,9 +240,14 @@ class ExplodingDetector(FakeDetector):
         self.after, self.error = after, error
 
     def detect(self, image_bgr):
-        if self.calls >= self.after:
+        if self.calls + self.region_calls >= self.after:
             raise self.error
         return super().detect(image_bgr)
+
+    def detect_regions(self, image_bgr, windows_xyxy):
+        if self.calls + self.region_calls >= self.after:
+            raise self.error
+        return super().detect_regions(image_bgr, windows_xyxy)
 
 
 @pytest.mark.parametrize("error", [RuntimeError("detector crashed"), KeyboardInterrupt()])

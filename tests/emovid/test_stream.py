@@ -165,15 +165,17 @@ def test_threaded_pipeline_writes_the_same_files_as_the_sequential_one(tmp_path,
     assert not emovid_threads()
 
 
-def test_every_n_keeps_track_ids_stable(two_faces, real_models):
+def test_the_default_schedule_keeps_the_track_ids_of_the_exact_path(two_faces, real_models):
     ids = {}
-    for every in (1, 3):
+    for name, options in (("exact", AnalysisOptions(every=1, scan_every_s=0)), ("default", AnalysisOptions())):
         frames = []
-        process_video(two_faces, AnalysisOptions(every=every), OutputOptions(csv=False, png=False),
-                      models=real_models, on_frame=frames.append)
-        ids[every] = [f.faces.track_id.tolist() for f in frames]
-    assert ids[3] == ids[1]  # the moving face stays #1 between detections, the second face is #2 from its start
-    assert ids[1][0] == [1] and ids[1][-1] == [1, 2]
+        process_video(two_faces, options, OutputOptions(csv=False, png=False), models=real_models,
+                      on_frame=frames.append)
+        ids[name] = [f.faces.track_id.tolist() for f in frames]
+    # the moving face stays #1 between detections and in its windows; the second face (from frame 15, 0.5005 s)
+    # is #2 from its first frame: the second scan is due at 0.5 s
+    assert ids["default"] == ids["exact"]
+    assert ids["exact"][0] == [1] and ids["exact"][15] == [1, 2] and ids["exact"][-1] == [1, 2]
 
 
 class Interrupting:

@@ -152,3 +152,16 @@ def test_ids_are_unique_per_frame_increasing_and_never_come_back_after_expiry(fr
                 assert t - last_seen[k] <= 0.5 + 1e-9  # an expired id never returns
             last_seen[k] = t
     assert sorted(last_seen) == list(range(1, tracker.ids_issued + 1))
+
+
+def test_expected_boxes_include_coasting_tracks_and_drop_expired_ones():
+    tracker = FaceTracker(max_gap_s=1.0)
+    tracker.update(faces_at(box(10), box(100)), 0.0)
+    tracker.update(faces_at(box(14), box(100)), 0.1)  # face 1 moves 40 px/s
+    tracker.update(faces_at(box(18)), 0.2)  # face 2 is missed: it coasts
+    assert len(tracker.predict(0.3)) == 1  # not drawn...
+    expected = tracker.expected(0.3)
+    assert expected.shape == (2, 4) and expected.dtype == np.float32  # ...but still looked for
+    assert expected[0] == pytest.approx(box(22), abs=1e-3) and expected[1] == pytest.approx(box(100))
+    assert len(tracker.expected(1.15)) == 1  # face 2 last seen at 0.1 s: gone after 1 s
+    assert len(tracker.expected(1.25)) == 0
