@@ -95,6 +95,23 @@ def detector_ms(images: list[np.ndarray], max_side: int, model_path: Path | None
     return statistics.median(times), min(times)
 
 
+def region_ms(images: list[np.ndarray], runs: int = 3) -> tuple[float, float]:
+    """Median and best ms per frame of CenterFaceDetector.detect_regions on windows around the faces that
+    detect() finds in each frame (what a detection frame between two scans costs), with the auto detector."""
+    from emovid.detect import load_detector, region_windows
+
+    detector = load_detector("auto", device="cpu")
+    windows = [region_windows(detector.detect(image).xyxy, (image.shape[1], image.shape[0])) for image in images]
+    detector.detect_regions(images[0], windows[0])
+    times = []
+    for _ in range(runs):
+        for image, window in zip(images, windows, strict=True):
+            start = time.perf_counter()
+            detector.detect_regions(image, window)
+            times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times), min(times)
+
+
 def face_crops(path: Path, n_frames: int = 120) -> np.ndarray:
     """float32 [N,48,48,1] crops of the faces CenterFace finds in the first frames of `path`."""
     from emovid.classify import crop_faces
@@ -129,14 +146,22 @@ def classifier_faces_per_s(model: Path, crops: np.ndarray, batch: int, repeats: 
 @contextlib.contextmanager
 def ort_session_options(**overrides) -> Iterator[None]:
     """Models loaded inside the block get these emovid.runtime.session_options arguments (e.g. spinning=True,
-    intra_op_threads=1), to measure ONNX Runtime settings that emovid does not expose."""
+    intra_op_threads=1) and, with graph_optimization="basic" (or "disable"), that graph optimisation level, to
+    measure ONNX Runtime settings that emovid does not expose."""
+    import onnxruntime as ort
+
     import emovid.runtime as runtime
 
     original = runtime.session_options
+    level = overrides.pop("graph_optimization", None)
 
     def patched(intra_op_threads: int = 0, spinning: bool = False):
         settings = {"intra_op_threads": intra_op_threads, "spinning": spinning, **overrides}
-        return original(**settings)
+        options = original(**settings)
+        if level is not None:
+            options.graph_optimization_level = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                                                "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}[level]
+        return options
 
     runtime.session_options = patched
     try:
@@ -145,12 +170,28 @@ def ort_session_options(**overrides) -> Iterator[None]:
         runtime.session_options = original
 
 
+@contextlib.contextmanager
+def swscale_conversion(enabled: bool) -> Iterator[None]:
+    """Inside the block (when enabled) decoded frames are converted to BGR by swscale (PyAV's to_ndarray), as
+    before emovid.video.to_bgr converted 4:2:0 frames with OpenCV."""
+    import emovid.video as video
+
+    original = video.to_bgr
+    if enabled:
+        video.to_bgr = lambda frame: frame.to_ndarray(format="bgr24")
+    try:
+        yield
+    finally:
+        video.to_bgr = original
+
+
 @dataclass(frozen=True)
 class Config:
     name: str
     options: dict  # AnalysisOptions fields
     ort: dict = dataclasses.field(default_factory=dict)  # ort_session_options overrides
     model: Path | None = None  # another emotion model (int8)
+    swscale: bool = False  # convert frames to BGR with swscale (the conversion before emovid.video.to_bgr)
 
 
 def load(config: Config, model: Path):
@@ -168,7 +209,8 @@ def run_pipeline(path: Path, config: Config, model: Path, video: bool, runs: int
     options, models = load(config, model)
     outputs = OutputOptions(out_dir=out_dir, video=True, csv=False, png=False, overwrite=True) if video \
         else NO_OUTPUTS
-    timing, result = timed(lambda: process_video(path, options, outputs, models=models), runs)
+    with swscale_conversion(config.swscale):
+        timing, result = timed(lambda: process_video(path, options, outputs, models=models), runs)
     return timing, result.timeline, result.frames
 
 
@@ -254,10 +296,13 @@ def load_fer2013_private(path: Path, limit: int | None = None) -> tuple[np.ndarr
     return images, data["emotion"].to_numpy()
 
 
-def predict_all(model: Path, images: np.ndarray) -> np.ndarray:
+def predict_all(model: Path, images: np.ndarray, exact: bool = False) -> np.ndarray:
+    """Probabilities of `model` for `images`; exact=True runs the graph without optimisation (an int8 QDQ model
+    then computes its exact quantised arithmetic, as CPUs with VNNI do, instead of this CPU's int8 kernels)."""
     from emovid.classify import load_classifier
 
-    classifier = load_classifier(model, "cpu")
+    with ort_session_options(**({"graph_optimization": "disable"} if exact else {})):
+        classifier = load_classifier(model, "cpu")
     return np.concatenate([classifier.predict(images[i:i + 256]) for i in range(0, len(images), 256)])
 
 

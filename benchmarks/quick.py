@@ -21,10 +21,12 @@ import peer  # noqa: E402
 import run_all  # noqa: E402
 
 FLOAT = ("--model", "scratch", "--detector", "centerface")  # the default path without the int8 models
+EXACT = ("--every", "1", "--scan-every", "0")  # the whole frame at every frame
+BEFORE = ("--every", "3", "--scan-every", "0")  # the previous default: the whole frame at every detection
 PATHS = {  # command -> extra options measured beside the default
-    "timeline": [(), FLOAT, ("--every", "1"), ("--every", "3", "--detect-size", "320"),
+    "timeline": [(), FLOAT, EXACT, BEFORE, ("--every", "3", "--detect-size", "320"),
                  ("--sample-fps", "10", "--every", "2")],
-    "annotate": [(), FLOAT, ("--every", "1"), ("--every", "3", "--detect-size", "320")],
+    "annotate": [(), FLOAT, EXACT, BEFORE, ("--every", "3", "--detect-size", "320")],
 }
 
 

