@@ -140,7 +140,8 @@ def to_bgr(frame) -> np.ndarray:
     limited range, even size) is converted by OpenCV, 3.6x faster than swscale at 640x360 and the same
     conversion (BT.601, limited range) within rounding; everything else goes through swscale."""
     if (frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0
-            and frame.colorspace in _BT601_OR_UNSPECIFIED and frame.color_range in _LIMITED_OR_UNSPECIFIED):
+            and getattr(frame, "colorspace", None) in _BT601_OR_UNSPECIFIED
+            and getattr(frame, "color_range", None) in _LIMITED_OR_UNSPECIFIED):
         import cv2
 
         planes = frame.to_ndarray()  # [H*3/2, W]: Y, then U and V

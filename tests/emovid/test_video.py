@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from emovid.errors import InputError, OutputError
-from emovid.video import VideoSink, probe, read_frames
+from emovid.video import VideoSink, probe, read_frames, to_bgr
 
 NTSC = Fraction(30000, 1001)
 
@@ -63,6 +63,22 @@ def test_probe_and_read_frames_give_exact_rate_count_size_and_timestamps(face_vi
 def test_frames_are_bgr(tmp_path):
     path = media.write_frames(tmp_path / "m.mp4", marked(n=2))
     assert_marked(next(read_frames(path)).image)
+
+
+@pytest.mark.parametrize("pix_fmt, size_wh, fast", [("yuv420p", (160, 120), True), ("yuv444p", (160, 120), False),
+                                                   ("yuv444p", (161, 121), False)])
+def test_frames_are_converted_like_swscale_does(tmp_path, pix_fmt, size_wh, fast):
+    """4:2:0 BT.601 frames go through OpenCV (within rounding of swscale); other formats through swscale itself."""
+    path = media.write_frames(tmp_path / "c.mp4", [media.face_image(size_wh, [(40, 30, 90, 90)])], pix_fmt=pix_fmt)
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+        ours, swscale = to_bgr(frame), frame.to_ndarray(format="bgr24")
+    assert ours.shape == (size_wh[1], size_wh[0], 3) and ours.dtype == np.uint8
+    difference = np.abs(ours.astype(np.int16) - swscale)
+    if fast:
+        assert 0 < difference.mean() < 2 and difference.max() <= 4  # not swscale's output, but the same colours
+    else:
+        assert difference.max() == 0
 
 
 def test_variable_frame_rate_timestamps_come_from_the_pts(tmp_path):
