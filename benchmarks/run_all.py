@@ -458,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
         detector_rows.append(["CenterFace `detect_regions`: the windows around the faces found (between scans)",
                               f"{a[0]:.1f} ({a[1]:.1f})", f"{b[0]:.1f} ({b[1]:.1f})"])
         crops = levers.face_crops(clips[ClipSpec(SMALL, 3, duration_s)] if not args.quick else clips[main_spec], 60)
-        classifier_models = [*models, *([standin] if not models else [])]
+        twins = [m.with_name(f"{m.stem}-int8.onnx") for m in models]  # what `best` runs on the CPU
+        classifier_models = [*models, *(t for t in twins if t.is_file()), *([standin] if not models else [])]
         if effect_model not in classifier_models:
             classifier_models.append(effect_model)
         classifier_rows = []

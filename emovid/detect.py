@@ -35,6 +35,7 @@ AUTO = "auto"  # centerface-int8 on the CPU, centerface (float) on a GPU
 DETECTORS = (AUTO, "centerface", "centerface-int8")
 DEFAULT_MAX_SIDE = 640
 REGION_PX = 128  # side of the network input for one window of detect_regions (a multiple of 32)
+REGION_CONTEXT = 2.0  # a window's side, in multiples of the face's longer side (room to move between detections)
 STRIDE = 4
 _OUTPUTS = ("heatmap", "scale", "offset")
 
@@ -80,7 +81,7 @@ def nms(xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarra
     return np.array(keep, np.int64)
 
 
-def region_windows(xyxy: np.ndarray, frame_wh: tuple[int, int], context: float = 2.0,
+def region_windows(xyxy: np.ndarray, frame_wh: tuple[int, int], context: float = REGION_CONTEXT,
                    min_side_px: int = 32) -> np.ndarray:
     """int64 [N,4] square windows (x0, y0, x1, y1, end-exclusive) around boxes, for detect_regions.
 

@@ -25,8 +25,6 @@ from emovid.detect import FaceDetector, region_windows
 from emovid.faces import Faces
 from emovid.track import FaceTracker
 
-REGION_CONTEXT = 2.0  # a window's side, in multiples of the tracked face's longer side
-
 
 class FaceFinder:
     """Detection schedule + tracker for one video (see the module docstring). Counts what it ran: `scans`,
@@ -64,6 +62,6 @@ class FaceFinder:
         if not len(expected):  # nothing followed and no scan due: nothing to look at until the next scan
             return self.tracker.update(Faces.empty(), timestamp_s)
         height, width = np.asarray(image_bgr).shape[:2]
-        windows = region_windows(expected, (width, height), REGION_CONTEXT)
+        windows = region_windows(expected, (width, height))
         self.region_passes += 1
         return self.tracker.update(self.detector.detect_regions(image_bgr, windows), timestamp_s)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from emovid_fakes import FakeDetector
 
-from emovid.detect import region_windows
+from emovid.detect import REGION_CONTEXT, region_windows
 from emovid.faces import Faces
-from emovid.schedule import REGION_CONTEXT, FaceFinder
+from emovid.schedule import FaceFinder
 from emovid.track import FaceTracker
 
 FPS = 25.0
