@@ -21,8 +21,8 @@ import peer  # noqa: E402
 import run_all  # noqa: E402
 
 FLOAT = ("--model", "scratch", "--detector", "centerface")  # the default path without the int8 models
-EXACT = ("--every", "1", "--scan-every", "0")  # the whole frame at every frame
-BEFORE = ("--every", "3", "--scan-every", "0")  # the previous default: the whole frame at every detection
+EXACT = ("--every", "1", "--scan-every", "0", "--classify-every", "1")  # the whole frame and every face, every frame
+BEFORE = ("--classify-every", "1")  # the previous default: every face classified in every frame
 PATHS = {  # command -> extra options measured beside the default
     "timeline": [(), FLOAT, EXACT, BEFORE, ("--every", "3", "--detect-size", "320"),
                  ("--sample-fps", "10", "--every", "2")],

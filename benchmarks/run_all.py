@@ -45,11 +45,13 @@ from bench_inputs import ClipSpec  # noqa: E402
 SMALL, LARGE = (640, 360), (1280, 720)
 TF_MODULES = ("tensorflow", "keras", "tf2onnx", "torch")
 # measured beside the default (the detector every 3rd frame: the whole frame every 0.5 s, around the tracked faces
-# in between): the exact path, the previous default (the whole frame at every detection), a faster path, and the
-# default path without the int8 models
-VARIANTS = {"exact": ("--every", "1", "--scan-every", "0"), "before": ("--every", "3", "--scan-every", "0"),
+# in between; each face classified every 2nd frame): the exact path, the previous default (every face classified in
+# every frame), a faster path, and the default path without the int8 models
+VARIANTS = {"exact": ("--every", "1", "--scan-every", "0", "--classify-every", "1"),
+            "before": ("--classify-every", "1"),
             "fast": ("--every", "3", "--detect-size", "320"),
             "float": ("--model", "scratch", "--detector", "centerface")}
+EXACT_FLAGS = " ".join(VARIANTS["exact"])
 KEYS = ("timeline", "annotate", *(f"{c} {v}" for v in VARIANTS for c in ("timeline", "annotate")))
 
 
@@ -398,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
              [f"{r['timeline'].cpu_s:.1f} / {r['annotate'].cpu_s:.1f}" if r["timeline"].ok and r["annotate"].ok
               else "n/a" for s, r in rows.items()])
         main_table = table(header, body)
+        fer_whole = {spec: (peer.parse_peer_output(r["fer"].runs[0].stdout)["frames"] / r["fer"].wall_s
+                            if r["fer"] is not None and r["fer"].ok else None) for spec, r in rows.items()}
         targets = []
         for spec in (main_spec, long_spec):  # a short clip (start-up weighs) and a long one (steady speed)
             spec_fer = fer_fps.get(spec)
@@ -439,6 +443,22 @@ def main(argv: list[str] | None = None) -> int:
                                 (short.error() or long.error())])
         tiny = bench_inputs.clip(ClipSpec(SMALL, 1, 0.1), cache)
         fixed = emovid_runs("timeline", tiny, timing_model, max(runs, 3), tmp / "out")
+        # the same targets read two other ways: both whole processes, and both without their start-up (emovid's
+        # wall time minus the fixed cost of a run, against fer's analysis-only speed)
+        for spec in (main_spec, long_spec):
+            for key in ("timeline", "annotate"):
+                need = 10 if key == "timeline" else 5
+                got, label = fps_of(spec, key), f"{variant_label(key)}, {spec.label}"
+                if got is None or not fer_whole.get(spec) or not fer_fps.get(spec) or not fixed.ok:
+                    continue
+                whole = got / fer_whole[spec]
+                targets.append([f"{label}: ≥ {need}x fer, both whole processes",
+                                f"{whole:.1f}x: {'met' if whole >= need else 'NOT met'}"])
+                steady_s = rows[spec][key].wall_s - fixed.wall_s
+                if steady_s > 0:
+                    steady = frames[spec] / steady_s / fer_fps[spec]
+                    targets.append([f"{label}: ≥ {need}x fer, both without start-up",
+                                    f"{steady:.1f}x: {'met' if steady >= need else 'NOT met'}"])
 
         # models
         print("detector and classifiers...", flush=True)
@@ -499,7 +519,10 @@ def main(argv: list[str] | None = None) -> int:
                "processes (start-up, model loading, writing outputs included); the floor is measured in-process. "
                "fer's ratio uses its analysis-only speed (its TensorFlow start-up excluded: the comparison most "
                "favourable to fer).\n\n" + main_table)
-    report.add(f"## Targets (issue 3: 2-core CPU, {main_spec.label})\n\n" + table(["target", "this run"], [
+    report.add(f"## Targets (issue 3: 2-core CPU, {main_spec.label})\n\nThe fer ratios three ways: emovid's whole "
+               "process against fer's analysis only (the strict reading), both whole processes, and both without "
+               "their start-up (emovid's wall time minus the fixed cost of a run on a 3-frame clip, see Start-up).\n\n"
+               + table(["target", "this run"], [
         *targets,
         ["`emovid --help` < 0.5 s", f"{help_s:.2f} s: {'met' if help_s < 0.5 else 'NOT met'}"],
         *[[f"{r[0]}: RSS flat in video length", f"{r[3]}"] for r in memory_rows],
@@ -539,7 +562,7 @@ def measure_levers(clips, main_spec: ClipSpec, long_spec: ClipSpec, run_model: P
     come_and_go = bench_inputs.clip(come_and_go_spec, args.cache)
     C = levers.Config
     # the levers that leave the results unchanged are measured on the exact path (the whole frame every frame)
-    exact = {"every": 1, "scan_every_s": 0.0}
+    exact = {"every": 1, "scan_every_s": 0.0, "classify_every": 1}
     before = C("before: sequential, ORT spinning, batch 8", {"threaded": False, **exact}, {"spinning": True})
     full = C("now: threaded, no spinning, batch 8 (exact path)", exact)
     configs = [
@@ -589,21 +612,27 @@ def measure_levers(clips, main_spec: ClipSpec, long_spec: ClipSpec, run_model: P
         effect_clips[ClipSpec(main_spec.size_wh, 3, main_spec.duration_s)] = three
     references = {spec: levers.run_pipeline(p, full, run_model, False, 1, tmp)[1] for spec, p in effect_clips.items()}
     faster = [
-        C("--every 3 --scan-every 0.5 (default)", {"every": 3, "scan_every_s": 0.5}),
-        C("--every 3 --scan-every 0 (the previous default)", {"every": 3, "scan_every_s": 0.0}),
+        C("--every 3 --scan-every 0.5 --classify-every 2 (default)", {"every": 3, "scan_every_s": 0.5,
+                                                                       "classify_every": 2}),
+        C("--classify-every 1 (the previous default: every face classified in every frame)",
+          {"every": 3, "scan_every_s": 0.5, "classify_every": 1}),
+        C("--classify-every 3", {"every": 3, "scan_every_s": 0.5, "classify_every": 3}),
+        C("--every 1 --scan-every 0 --classify-every 2 (only the emotion model held)", {**exact, "classify_every": 2}),
+        C("--every 3 --scan-every 0 --classify-every 1 (the default of stop 11)",
+          {"every": 3, "scan_every_s": 0.0, "classify_every": 1}),
         C("--every 3 --scan-every 1", {"every": 3, "scan_every_s": 1.0}),
         C("--every 1 --scan-every 0.5", {"every": 1, "scan_every_s": 0.5}),
         C("--every 5 --scan-every 0.5", {"every": 5, "scan_every_s": 0.5}),
         C("--every 2 --scan-every 0", {"every": 2, "scan_every_s": 0.0}),
-        *[C(f"--every 1 --scan-every 0 --detect-size {s}", {**exact, "detect_size_px": s}) for s in (480, 320)],
+        *[C(f"{EXACT_FLAGS} --detect-size {s}", {**exact, "detect_size_px": s}) for s in (480, 320)],
         C("--every 3 --detect-size 320", {"every": 3, "detect_size_px": 320}),
-        *[C(f"--every 1 --scan-every 0 --sample-fps {f}", {**exact, "sample_fps": float(f)}) for f in (15, 10, 5)],
+        *[C(f"{EXACT_FLAGS} --sample-fps {f}", {**exact, "sample_fps": float(f)}) for f in (15, 10, 5)],
         C("--every 2 --sample-fps 10", {"every": 2, "sample_fps": 10.0}),
     ]
     effect_rows = []
     for config in faster:
         t, _ = measure(config, False)
-        a = measure(config, True)[0] if config.name.startswith("--every 3 --scan-every 0.5") else None
+        a = measure(config, True)[0] if config.name.endswith("(default)") else None
         row = [config.name]
         for spec, clip_path in effect_clips.items():
             other = levers.run_pipeline(clip_path, config, run_model, False, 1, tmp)[1]
@@ -619,7 +648,7 @@ def measure_levers(clips, main_spec: ClipSpec, long_spec: ClipSpec, run_model: P
             "threads (load-robust: the work done, not the wall time).\n",
             table(["lever", "before → after", "timeline fps", "annotate fps", "CPU ms/frame (timeline)",
                    "effect on the timeline"], rows)]
-    header = ["path vs the exact path (--every 1 --scan-every 0)"]
+    header = [f"path (other options: the defaults) vs the exact path ({EXACT_FLAGS})"]
     for spec in effect_clips:
         header += [f"dominant emotion changed ({spec.label}; track-seconds)", "mean abs prob diff"]
     text.append("\nEffect of the faster paths on the timeline (share of track-seconds whose dominant emotion "

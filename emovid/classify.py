@@ -62,11 +62,16 @@ def crop_faces(image_bgr: np.ndarray, xyxy: np.ndarray, margin: float = DEFAULT_
     out = np.empty((len(windows), size, size, 1), np.float32)
     height, width = image.shape[:2]
     for i, (x0, y0, x1, y1) in enumerate(windows):
-        rows = np.clip(np.arange(y0, y1), 0, height - 1)
-        cols = np.clip(np.arange(x0, x1), 0, width - 1)
-        inside = rows[0] == y0 and rows[-1] == y1 - 1 and cols[0] == x0 and cols[-1] == x1 - 1
-        patch = image[y0:y1, x0:x1] if inside else image[rows[:, None], cols[None, :]]
-        gray = cv2.cvtColor(np.ascontiguousarray(patch), cv2.COLOR_BGR2GRAY)
+        cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)  # the part inside the frame
+        if cx0 < cx1 and cy0 < cy1:
+            gray = cv2.cvtColor(np.ascontiguousarray(image[cy0:cy1, cx0:cx1]), cv2.COLOR_BGR2GRAY)
+            if (cx0, cy0, cx1, cy1) != (x0, y0, x1, y1):  # grey first, then the border: a third of the pixels
+                gray = cv2.copyMakeBorder(gray, int(cy0 - y0), int(y1 - cy1), int(cx0 - x0), int(x1 - cx1),
+                                          cv2.BORDER_REPLICATE)
+        else:  # the window misses the frame: every pixel repeats the nearest edge pixel
+            rows = np.clip(np.arange(y0, y1), 0, height - 1)
+            cols = np.clip(np.arange(x0, x1), 0, width - 1)
+            gray = cv2.cvtColor(np.ascontiguousarray(image[rows[:, None], cols[None, :]]), cv2.COLOR_BGR2GRAY)
         out[i, :, :, 0] = cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
     return out
 

@@ -19,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from emovid import DEFAULT_EVERY, DEFAULT_SCAN_S, __version__
+from emovid import DEFAULT_CLASSIFY_EVERY, DEFAULT_EVERY, DEFAULT_SCAN_S, __version__
 from emovid.runtime import Device
 
 app = typer.Typer(
@@ -81,6 +81,10 @@ ScanEvery = Annotated[float, typer.Option(
          "found within S s); in between, the detector looks only around the faces it tracks (several times "
          "faster). 0: the whole frame at every detection; --every 1 --scan-every 0 is the exact path (see "
          "BENCHMARKS.md for what the defaults change in the timeline).")]
+ClassifyEvery = Annotated[int, typer.Option(
+    "--classify-every", min=1, metavar="N",
+    help=f"Classify each tracked face's emotion every N analysed frames; in between it keeps its last emotion "
+         f"(default {DEFAULT_CLASSIFY_EVERY}: 15 times a second at 29.97 fps). 1: every frame, as the exact path.")]
 PerFrame = Annotated[bool, typer.Option(
     "--per-frame", help="Also write <stem>.frames.csv (one row per face per analysed frame).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Redo videos whose outputs already exist.")]
@@ -118,7 +122,8 @@ def _run(videos: list[str], **options) -> None:
 
 
 def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device, detector: Detector, min_face: int,
-             every: int, scan_every: float, per_frame: bool, overwrite: bool, debug: bool, video: bool,
+             every: int, scan_every: float, classify_every: int, per_frame: bool, overwrite: bool, debug: bool,
+             video: bool,
              csv: str | None = None,
              sample_fps: float | None = None, detect_size: int = 640) -> None:
     import traceback
@@ -149,7 +154,8 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
         if csv not in (None, "-"):
             prepare_dir(Path(csv).parent)  # fail before the analysis, not after it
         options = AnalysisOptions(model=model, device=device.value, detector=detector.value, min_face_px=min_face,
-                                  every=every, scan_every_s=scan_every, sample_fps=sample_fps,
+                                  every=every, scan_every_s=scan_every, classify_every=classify_every,
+                                  sample_fps=sample_fps,
                                   detect_size_px=detect_size)
         # --csv collects every input's rows into one file, so every input is analysed (no skipping).
         outputs = OutputOptions(out_dir=out, video=video, csv=csv is None, png=True, frames=per_frame,
@@ -213,6 +219,7 @@ def annotate(
     min_face: MinFace = 0,
     every: Every = DEFAULT_EVERY,
     scan_every: ScanEvery = DEFAULT_SCAN_S,
+    classify_every: ClassifyEvery = DEFAULT_CLASSIFY_EVERY,
     detect_size: DetectSize = 640,
     per_frame: PerFrame = False,
     overwrite: Overwrite = False,
@@ -220,7 +227,8 @@ def annotate(
 ) -> None:
     """Write <stem>.annotated.mp4 (boxes, track ids, emotions; audio kept) plus the timeline CSV and PNG."""
     _run(videos, out=out, model=model, device=device, detector=detector, min_face=min_face, every=every,
-         scan_every=scan_every, per_frame=per_frame, overwrite=overwrite, debug=debug, video=True,
+         scan_every=scan_every, classify_every=classify_every, per_frame=per_frame, overwrite=overwrite, debug=debug,
+         video=True,
          detect_size=detect_size)
 
 
@@ -241,6 +249,7 @@ def timeline(
     min_face: MinFace = 0,
     every: Every = DEFAULT_EVERY,
     scan_every: ScanEvery = DEFAULT_SCAN_S,
+    classify_every: ClassifyEvery = DEFAULT_CLASSIFY_EVERY,
     detect_size: DetectSize = 640,
     per_frame: PerFrame = False,
     overwrite: Overwrite = False,
@@ -249,7 +258,8 @@ def timeline(
     """Write <stem>.timeline.csv (mean emotion probabilities per person per second) and <stem>.timeline.png,
     without rendering video."""
     _run(videos, out=out, model=model, device=device, detector=detector, min_face=min_face, every=every,
-         scan_every=scan_every, per_frame=per_frame, overwrite=overwrite, debug=debug, video=False, csv=csv,
+         scan_every=scan_every, classify_every=classify_every, per_frame=per_frame, overwrite=overwrite, debug=debug,
+         video=False, csv=csv,
          sample_fps=sample_fps, detect_size=detect_size)
 
 

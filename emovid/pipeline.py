@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
 import numpy as np
 
-from emovid import DEFAULT_EVERY, DEFAULT_SCAN_S
+from emovid import DEFAULT_CLASSIFY_EVERY, DEFAULT_EVERY, DEFAULT_SCAN_S
 from emovid.errors import EmovidError, InputError
 from emovid.faces import Faces, Frame, FrameFaces
 from emovid.outputs import (
@@ -56,6 +56,7 @@ class AnalysisOptions:
     min_face_px: int = 0  # ignore faces smaller than this (box side, pixels)
     detect_size_px: int = 640  # frames are shrunk to this longer side for the face detector (never enlarged)
     every: int = DEFAULT_EVERY  # run the detector every N analysed frames; the tracker predicts boxes in between
+    classify_every: int = DEFAULT_CLASSIFY_EVERY  # classify each tracked face every N analysed frames; held between
     scan_every_s: float = DEFAULT_SCAN_S  # the whole frame this often; in between, around the tracked faces only
     sample_fps: float | None = None  # analyse this many frames per second of video (None: every frame)
     max_gap_s: float = 1.0  # a track survives this long without detections
@@ -65,6 +66,8 @@ class AnalysisOptions:
     def __post_init__(self) -> None:
         if self.every < 1:
             raise ValueError(f"every must be >= 1, got {self.every}")
+        if self.classify_every < 1:
+            raise ValueError(f"classify_every must be >= 1, got {self.classify_every}")
         if not (self.scan_every_s >= 0 and math.isfinite(self.scan_every_s)):
             raise ValueError(f"scan_every_s must be >= 0, got {self.scan_every_s}")
         if self.sample_fps is not None and not (self.sample_fps > 0 and math.isfinite(self.sample_fps)):
@@ -256,11 +259,13 @@ class _Pending(NamedTuple):
     timestamp_s: float
     image: np.ndarray | None  # kept when the caller keeps images
     faces: Faces | None  # None: not analysed
-    crops: np.ndarray | None  # float32 [len(faces),48,48,1] (None: not analysed or no face)
+    crops: np.ndarray | None  # float32 [due.sum(),48,48,1], the faces due for classification (None: none due)
+    due: np.ndarray | None = None  # bool [len(faces)]: classified in this frame (the others hold their track's last)
 
 
 def _classify(classifier: EmotionClassifier, batch: Sequence[_Pending]) -> list[Faces | None]:
-    """The faces of a batch of frames with their probabilities, all crops in one predict() call."""
+    """The faces of a batch of frames with the probabilities of those due (all crops in one predict() call); the
+    faces not due keep NaN probabilities until _HeldEmotions fills them in."""
     crops = [p.crops for p in batch if p.crops is not None]
     probs = classifier.predict(np.concatenate(crops, axis=0)) if crops else None
     out: list[Faces | None] = []
@@ -269,9 +274,64 @@ def _classify(classifier: EmotionClassifier, batch: Sequence[_Pending]) -> list[
         if p.crops is None:
             out.append(p.faces)
             continue
-        out.append(p.faces.with_probs(probs[start:start + len(p.faces)]))
-        start += len(p.faces)
+        n_due = len(p.crops)
+        if n_due == len(p.faces):
+            out.append(p.faces.with_probs(probs[start:start + n_due]))
+        else:
+            frame_probs = np.array(p.faces.probs)
+            frame_probs[p.due] = probs[start:start + n_due]
+            out.append(p.faces.with_probs(frame_probs))
+        start += n_due
     return out
+
+
+class _ClassifySchedule:
+    """Which faces of an analysed frame are classified: a tracked face every `every` analysed frames (counted from
+    its track's first frame), an untracked one always. `due` runs in analysis order, before classification."""
+
+    def __init__(self, every: int):
+        self.every = every
+        self._analysed = 0
+        self._last: dict[int, int] = {}  # track id -> analysed frame number of its last classification
+
+    def due(self, faces: Faces) -> np.ndarray:
+        number, self._analysed = self._analysed, self._analysed + 1
+        due = np.ones(len(faces), bool)
+        if self.every == 1:
+            return due
+        for i, track in enumerate(faces.track_id.tolist()):
+            if track < 0:
+                continue
+            last = self._last.get(track)
+            if last is not None and number - last < self.every:
+                due[i] = False
+            else:
+                self._last[track] = number
+        return due
+
+
+class _HeldEmotions:
+    """Fills in, in frame order after classification, the probabilities of the faces not classified in their frame:
+    their track's most recent ones (always from an earlier frame: a track is classified in its first frame)."""
+
+    def __init__(self) -> None:
+        self._last: dict[int, np.ndarray] = {}
+
+    def fill(self, item: AnalysedFrame) -> AnalysedFrame:
+        if item.faces is None or not len(item.faces.faces):
+            return item
+        faces = item.faces.faces
+        missing = np.isnan(faces.probs[:, 0])
+        if missing.any():
+            probs = np.array(faces.probs)
+            for i in np.flatnonzero(missing):
+                probs[i] = self._last[int(faces.track_id[i])]
+            faces = faces.with_probs(probs)
+            item = item._replace(faces=FrameFaces(item.faces.index, item.faces.timestamp_s, faces))
+        for track, probs in zip(faces.track_id.tolist(), faces.probs, strict=True):
+            if track >= 0:
+                self._last[track] = probs
+        return item
 
 
 def _frames_of(batch: Sequence[_Pending], classified: Sequence[Faces | None]) -> Iterator[AnalysedFrame]:
@@ -335,6 +395,8 @@ def analyse_frames(frames: Iterable[Frame], models: Models, options: AnalysisOpt
         tracker = FaceTracker(max_gap_s=options.max_gap_s)
     finder = FaceFinder(models.detector, tracker, every=options.every, scan_every_s=options.scan_every_s)
     sampler = Sampler(options.sample_fps)
+    schedule = _ClassifySchedule(options.classify_every)
+    held = _HeldEmotions()
     pending: list[_Pending] = []
     n_pending_analysed = 0
     with _BatchClassifier(models.classifier, options.threaded) as classifier:
@@ -342,16 +404,17 @@ def analyse_frames(frames: Iterable[Frame], models: Models, options: AnalysisOpt
             image = frame.image if keep_images else None
             if sampler.take(frame.timestamp_s):
                 faces = finder.faces_at(frame.image, frame.timestamp_s)
-                crops = crop_faces(frame.image, faces.xyxy) if len(faces) else None
-                pending.append(_Pending(frame.index, frame.timestamp_s, image, faces, crops))
+                due = schedule.due(faces)
+                crops = crop_faces(frame.image, faces.xyxy[due]) if due.any() else None
+                pending.append(_Pending(frame.index, frame.timestamp_s, image, faces, crops, due))
                 n_pending_analysed += 1
             else:
                 pending.append(_Pending(frame.index, frame.timestamp_s, image, None, None))
             if n_pending_analysed >= options.batch_frames or len(pending) >= 4 * options.batch_frames:
-                yield from classifier.submit(pending)
+                yield from map(held.fill, classifier.submit(pending))
                 pending, n_pending_analysed = [], 0
-        yield from classifier.submit(pending)
-        yield from classifier.finish()
+        yield from map(held.fill, classifier.submit(pending))
+        yield from map(held.fill, classifier.finish())
 
 
 # --- one video --------------------------------------------------------------------------------------------------

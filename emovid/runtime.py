@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
+import sys
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -48,8 +50,28 @@ def _ort():
 
 
 def cuda_offered() -> bool:
-    """Whether this onnxruntime build lists the CUDA provider (it may still fail to start without a GPU)."""
-    return "CUDAExecutionProvider" in _ort().get_available_providers()
+    """Whether CUDA is worth trying: this onnxruntime build lists the CUDA provider and the NVIDIA driver library
+    loads (onnxruntime-gpu lists CUDA on machines without a GPU too; it may still fail to start)."""
+    return "CUDAExecutionProvider" in _ort().get_available_providers() and gpu_driver_present()
+
+
+_DRIVER_LIBRARIES = {"win32": ("nvcuda.dll",), "linux": ("libcuda.so.1", "libcuda.so")}
+
+
+@functools.cache
+def gpu_driver_present() -> bool:
+    """Whether the NVIDIA driver's CUDA library (libcuda / nvcuda.dll) loads. Without it neither the CUDA nor the
+    TensorRT provider can start, so `auto` goes straight to the CPU: trying CUDA first cost about 50 ms per model
+    at every start on machines with onnxruntime-gpu and no GPU."""
+    import ctypes
+
+    for name in _DRIVER_LIBRARIES.get(sys.platform, ()):
+        try:
+            ctypes.CDLL(name)
+        except OSError:
+            continue
+        return True
+    return False
 
 
 def cpu_only(device: Device | str) -> bool:

@@ -242,6 +242,44 @@ def test_best_on_auto_without_a_usable_gpu_is_the_int8_copy(with_int8):
         assert classifier.name == "mobilenetv2-int8"
 
 
+def test_auto_without_a_gpu_driver_opens_only_the_int8_copy_on_the_cpu(with_int8, monkeypatch):
+    """onnxruntime-gpu lists CUDA on machines without a GPU; without the driver `auto` must not try it (each failed
+    CUDA session cost about 50 ms of start-up) and must not open the float model first."""
+    import onnxruntime
+
+    from emovid import runtime
+
+    opened = []
+    real = onnxruntime.InferenceSession
+
+    def recording(path, sess_options=None, providers=None):
+        opened.append((path.rsplit("/", 1)[-1], tuple(providers)))
+        return real(path, sess_options=sess_options, providers=providers)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", recording)
+    listed = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: listed)
+    monkeypatch.setattr(runtime, "gpu_driver_present", lambda: False)
+    classifier = load_classifier("best", device="auto", models_dir=with_int8)
+    assert classifier.name == "mobilenetv2-int8" and classifier.runtime.provider == "CPUExecutionProvider"
+    assert opened == [("mobilenetv2-int8.onnx", ("CPUExecutionProvider",))]
+
+
+def test_gpu_driver_present_is_whether_the_driver_library_loads(monkeypatch):
+    import sys
+
+    from emovid import runtime
+
+    monkeypatch.setattr(runtime, "_DRIVER_LIBRARIES", {sys.platform: ("libemovid-no-such-driver.so.1",)})
+    runtime.gpu_driver_present.cache_clear()
+    assert runtime.gpu_driver_present() is False
+    if sys.platform == "linux":
+        monkeypatch.setattr(runtime, "_DRIVER_LIBRARIES", {"linux": ("libemovid-no-such-driver.so.1", "libc.so.6")})
+        runtime.gpu_driver_present.cache_clear()
+        assert runtime.gpu_driver_present() is True  # any library that loads stands in for libcuda here
+    runtime.gpu_driver_present.cache_clear()
+
+
 def test_int8_copies_of_other_models_are_not_picked_by_best(models_dir):
     constant_model(models_dir / "scratch-int8.onnx", one_hot(1), {"emovid.test_accuracy": "0.9000"})
     assert load_classifier("best", device="cpu", models_dir=models_dir).name == "mobilenetv2"

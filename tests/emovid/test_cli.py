@@ -181,10 +181,11 @@ def test_annotate_writes_video_timeline_and_per_frame_rows(tmp_path, videos, loa
 
 def test_options_reach_the_pipeline(tmp_path, videos, loaded):
     result = invoke("timeline", videos / "a.mp4", "--out", tmp_path, "--sample-fps", "5", "--min-face", "24",
-                    "--model", "ensemble", "--device", "cpu")
+                    "--model", "ensemble", "--device", "cpu", "--classify-every", "3")
     assert result.exit_code == 0, result.output
     options = loaded[0]
     assert (options.sample_fps, options.min_face_px, options.model, options.device) == (5.0, 24, "ensemble", "cpu")
+    assert options.classify_every == 3
     rows = read_rows(tmp_path / "a.timeline.csv")
     assert [r["frames"] for r in rows] == ["5", "5"]
 
@@ -216,6 +217,7 @@ def test_an_unavailable_device_is_a_usage_error(tmp_path, monkeypatch):
     assert result.exit_code == 2 and result.stderr.startswith("error: --device cuda: CUDAExecutionProvider")
     assert invoke("annotate", video, "--device", "gpu").exit_code == 2  # not a choice
     assert invoke("annotate", video, "--every", "0").exit_code == 2
+    assert invoke("timeline", video, "--classify-every", "0").exit_code == 2
 
 
 def test_end_to_end_with_the_real_detector_and_tracker(face_video, model_path, tmp_path):
@@ -268,5 +270,5 @@ def test_both_commands_detect_every_third_frame_by_default(tmp_path, videos, loa
     """annotate and timeline share the default (the same video gives the same timeline from either command)."""
     assert invoke("timeline", videos / "b.mp4", "--out", tmp_path / "t").exit_code == 0
     assert invoke("annotate", videos / "b.mp4", "--out", tmp_path / "a").exit_code == 0
-    assert [options.every for options in loaded] == [3, 3]
+    assert [(options.every, options.classify_every) for options in loaded] == [(3, 2), (3, 2)]
     assert (tmp_path / "t" / "b.timeline.csv").read_text() == (tmp_path / "a" / "b.timeline.csv").read_text()

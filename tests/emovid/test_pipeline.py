@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
-from emovid_fakes import CountingClassifier, FakeDetector, FakeTracker, marker_script, synthetic_frames, write_video
+from emovid_fakes import (
+    FACE_BOXES,
+    CountingClassifier,
+    FakeDetector,
+    FakeTracker,
+    marker_script,
+    synthetic_frames,
+    write_video,
+)
 from onnx_models import brightness_model
 
 from emovid import EMOTIONS
@@ -59,7 +68,7 @@ def test_frames_come_out_in_order_tracked_and_classified(models):
 
 
 def test_faces_of_several_frames_are_classified_in_one_batch(models):
-    options = AnalysisOptions(batch_frames=8)
+    options = AnalysisOptions(batch_frames=8, classify_every=1)
     out = list(analyse_frames(synthetic_frames(50, 25.0, two_people), models, options, FakeTracker(),
                               keep_images=True))
     assert all(f.image is not None for f in out)
@@ -74,6 +83,51 @@ def test_every_n_detects_on_every_nth_frame_and_predicts_in_between(models):
     assert detector.calls + detector.region_calls == math.ceil(30 / 4) and tracker.predicted == 30 - math.ceil(30 / 4)
     assert detector.calls == 2  # whole-frame scans at 0 and 0.64 s (the first detection frame 0.5 s after 0)
     assert all(f.faces.faces.track_id.tolist() == [1] and np.all(np.isfinite(f.faces.faces.probs)) for f in out)
+
+
+def changing_faces(n_frames: int, fps: float) -> list:
+    """two_people frames whose faces brighten a little every frame, so each frame's emotion probabilities differ."""
+    frames = []
+    for frame in synthetic_frames(n_frames, fps, two_people):
+        image = frame.image.copy()
+        for k in two_people(frame.index):
+            x0, y0, x1, y1 = (int(v) for v in FACE_BOXES[k])
+            image[y0:y1, x0:x1] = np.clip(image[y0:y1, x0:x1].astype(int) + frame.index % 7, 0, 255)
+        frames.append(dataclasses.replace(frame, image=image))
+    return frames
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_classify_every_n_classifies_each_track_every_nth_frame_and_holds_its_emotion(models, threaded):
+    frames = changing_faces(50, 25.0)  # face 0 (track 1) from frame 0, face 1 (track 2) from frame 30
+    every_frame = list(analyse_frames(frames, models, AnalysisOptions(classify_every=1, threaded=threaded),
+                                      FakeTracker()))
+    counting = CountingClassifier(models.classifier.inner)
+    held = list(analyse_frames(frames, Models(models.detector, counting),
+                               AnalysisOptions(classify_every=3, threaded=threaded), FakeTracker()))
+    assert sum(counting.batches) == math.ceil(50 / 3) + math.ceil(20 / 3)
+    first_frame = {1: 0, 2: 30}
+    for exact, item in zip(every_frame, held, strict=True):
+        assert item.faces.faces.track_id.tolist() == exact.faces.faces.track_id.tolist()
+        for row, track in enumerate(item.faces.faces.track_id.tolist()):
+            classified_at = item.index - (item.index - first_frame[track]) % 3  # a new track at once, then every 3rd
+            then = every_frame[classified_at].faces.faces
+            np.testing.assert_array_equal(item.faces.faces.probs[row], then.probs[then.track_id.tolist().index(track)])
+            if classified_at != item.index:  # held: not what this frame alone would give
+                assert not np.allclose(item.faces.faces.probs[row], exact.faces.faces.probs[row])
+
+
+def test_untracked_faces_are_classified_in_every_frame(models):
+    class NoIds(FakeTracker):
+        def update(self, faces, timestamp_s):
+            self.last = faces  # track id -1 (NO_TRACK)
+            return faces
+
+    counting = CountingClassifier(models.classifier.inner)
+    out = list(analyse_frames(changing_faces(12, 25.0), Models(models.detector, counting),
+                              AnalysisOptions(classify_every=4, every=1), NoIds()))
+    assert sum(counting.batches) == 12
+    assert all(np.all(np.isfinite(f.faces.faces.probs)) for f in out)
 
 
 def test_sample_fps_analyses_some_frames_and_passes_all_on(models):
@@ -97,6 +151,8 @@ def test_sampler_takes_the_first_frame_at_or_after_each_tick():
 def test_options_are_validated():
     with pytest.raises(ValueError, match="every"):
         AnalysisOptions(every=0)
+    with pytest.raises(ValueError, match="classify_every"):
+        AnalysisOptions(classify_every=0)
     with pytest.raises(ValueError, match="sample_fps"):
         AnalysisOptions(sample_fps=0)
 
