@@ -79,8 +79,8 @@ ScanEvery = Annotated[float, typer.Option(
     "--scan-every", min=0.0, metavar="S",
     help=f"Search the whole frame for faces every S seconds (default {DEFAULT_SCAN_S:g}: a face that enters is "
          "found within S s); in between, the detector looks only around the faces it tracks (several times "
-         "faster). 0: the whole frame at every detection; --every 1 --scan-every 0 is the exact path (see "
-         "BENCHMARKS.md for what the defaults change in the timeline).")]
+         "faster). 0: the whole frame at every detection; --every 1 --scan-every 0 --classify-every 1 is the exact "
+         "path (see BENCHMARKS.md for what the defaults change in the timeline).")]
 ClassifyEvery = Annotated[int, typer.Option(
     "--classify-every", min=1, metavar="N",
     help=f"Classify each tracked face's emotion every N analysed frames; in between it keeps its last emotion "

@@ -1,4 +1,5 @@
-"""The pipeline: probe -> read_frames -> detect (every N) / track -> crop + classify (batched) -> annotate +
+"""The pipeline: probe -> read_frames -> detect (every N) / track -> crop + classify (batched; each face every N) ->
+annotate +
 VideoSink (annotate only) -> timeline rows.
 
 Stages are generators over small records, so decode, inference and encode run in threads (emovid.stream:
@@ -382,9 +383,11 @@ def analyse_frames(frames: Iterable[Frame], models: Models, options: AnalysisOpt
     """Detect (emovid.schedule: the whole frame every `scan_every_s` seconds, the tracked faces every `every`
     analysed frames) / track / crop / classify; yields every decoded frame, in order.
 
-    The faces of up to `options.batch_frames` analysed frames are classified in one batch (in a worker thread when
-    `options.threaded`). `tracker` defaults to a new FaceTracker(max_gap_s=options.max_gap_s); `keep_images`
-    passes the images on (for annotation).
+    Each tracked face is classified every `options.classify_every` analysed frames (_ClassifySchedule; a new track at
+    once) and holds its track's last probabilities in between (_HeldEmotions, filled in frame order, so threaded and
+    sequential runs agree). The faces of up to `options.batch_frames` analysed frames are classified in one batch
+    (in a worker thread when `options.threaded`). `tracker` defaults to a new
+    FaceTracker(max_gap_s=options.max_gap_s); `keep_images` passes the images on (for annotation).
     """
     from emovid.classify import crop_faces
     from emovid.schedule import FaceFinder
