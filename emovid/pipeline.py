@@ -322,8 +322,8 @@ class _HeldEmotions:
         if item.faces is None or not len(item.faces.faces):
             return item
         faces = item.faces.faces
-        missing = np.isnan(faces.probs[:, 0])
-        if missing.any():
+        missing = np.isnan(faces.probs[:, 0]) & np.isin(faces.track_id, list(self._last))
+        if missing.any():  # (a face classified here whose model gave NaN has no earlier value and stays as it is)
             probs = np.array(faces.probs)
             for i in np.flatnonzero(missing):
                 probs[i] = self._last[int(faces.track_id[i])]
