@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
 import numpy as np
 
-from emovid import DEFAULT_CLASSIFY_EVERY, DEFAULT_EVERY, DEFAULT_SCAN_S
+from emovid import DEFAULT_CLASSIFY_EVERY, DEFAULT_EVERY, DEFAULT_SCAN_S, EMOTIONS
 from emovid.errors import EmovidError, InputError
 from emovid.faces import Faces, Frame, FrameFaces
 from emovid.outputs import (
@@ -264,24 +264,19 @@ class _Pending(NamedTuple):
     due: np.ndarray | None = None  # bool [len(faces)]: classified in this frame (the others hold their track's last)
 
 
-def _classify(classifier: EmotionClassifier, batch: Sequence[_Pending]) -> list[Faces | None]:
-    """The faces of a batch of frames with the probabilities of those due (all crops in one predict() call); the
-    faces not due keep NaN probabilities until _HeldEmotions fills them in."""
+def _classify(classifier: EmotionClassifier, batch: Sequence[_Pending], held: _HeldEmotions) -> list[Faces | None]:
+    """The faces of a batch of frames with their probabilities: those due from one predict() call over all their
+    crops, the others their track's last (`held`; batches are classified one at a time, in frame order)."""
     crops = [p.crops for p in batch if p.crops is not None]
-    probs = classifier.predict(np.concatenate(crops, axis=0)) if crops else None
+    probs = classifier.predict(np.concatenate(crops, axis=0)) if crops else np.zeros((0, len(classifier.labels)))
     out: list[Faces | None] = []
     start = 0
     for p in batch:
-        if p.crops is None:
+        if p.faces is None or not len(p.faces):
             out.append(p.faces)
             continue
-        n_due = len(p.crops)
-        if n_due == len(p.faces):
-            out.append(p.faces.with_probs(probs[start:start + n_due]))
-        else:
-            frame_probs = np.array(p.faces.probs)
-            frame_probs[p.due] = probs[start:start + n_due]
-            out.append(p.faces.with_probs(frame_probs))
+        n_due = 0 if p.crops is None else len(p.crops)
+        out.append(held.apply(p.faces, p.due, probs[start:start + n_due]))
         start += n_due
     return out
 
@@ -312,27 +307,22 @@ class _ClassifySchedule:
 
 
 class _HeldEmotions:
-    """Fills in, in frame order after classification, the probabilities of the faces not classified in their frame:
-    their track's most recent ones (always from an earlier frame: a track is classified in its first frame)."""
+    """Each track's most recent probabilities, for its faces not classified in their frame (_ClassifySchedule
+    classifies a track in its first frame, so an earlier value always exists). Used in frame order."""
 
     def __init__(self) -> None:
         self._last: dict[int, np.ndarray] = {}
 
-    def fill(self, item: AnalysedFrame) -> AnalysedFrame:
-        if item.faces is None or not len(item.faces.faces):
-            return item
-        faces = item.faces.faces
-        missing = np.isnan(faces.probs[:, 0]) & np.isin(faces.track_id, list(self._last))
-        if missing.any():  # (a face classified here whose model gave NaN has no earlier value and stays as it is)
-            probs = np.array(faces.probs)
-            for i in np.flatnonzero(missing):
-                probs[i] = self._last[int(faces.track_id[i])]
-            faces = faces.with_probs(probs)
-            item = item._replace(faces=FrameFaces(item.faces.index, item.faces.timestamp_s, faces))
-        for track, probs in zip(faces.track_id.tolist(), faces.probs, strict=True):
+    def apply(self, faces: Faces, due: np.ndarray, due_probs: np.ndarray) -> Faces:
+        """`faces` with `due_probs` for the faces due and their track's last probabilities for the others."""
+        probs = np.empty((len(faces), len(EMOTIONS)), np.float32)
+        probs[due] = due_probs
+        for i in np.flatnonzero(~due):
+            probs[i] = self._last[int(faces.track_id[i])]
+        for track, row in zip(faces.track_id.tolist(), probs, strict=True):
             if track >= 0:
-                self._last[track] = probs
-        return item
+                self._last[track] = row
+        return faces.with_probs(probs)
 
 
 def _frames_of(batch: Sequence[_Pending], classified: Sequence[Faces | None]) -> Iterator[AnalysedFrame]:
@@ -345,10 +335,12 @@ class _BatchClassifier:
     """Classifies batches of frames in submission order. Threaded: in one worker thread, one batch at a time, while
     the caller detects and tracks the next batch (ONNX Runtime releases the GIL); `submit` yields the frames of the
     previous batch, so at most two batches are held. Sequential: in the caller's thread, yielded at once.
-    The batches are the same either way, so both give the same results."""
+    The batches are the same and classified in the same order either way (held emotions included), so both give the
+    same results."""
 
     def __init__(self, classifier: EmotionClassifier, threaded: bool):
         self.classifier = classifier
+        self._held = _HeldEmotions()  # only used by the one thread that classifies, batch after batch
         self._executor = None
         if threaded:
             from concurrent.futures import ThreadPoolExecutor
@@ -358,10 +350,10 @@ class _BatchClassifier:
 
     def submit(self, batch: list[_Pending]) -> Iterator[AnalysedFrame]:
         if self._executor is None:
-            yield from _frames_of(batch, _classify(self.classifier, batch))
+            yield from _frames_of(batch, _classify(self.classifier, batch, self._held))
             return
         previous = self._in_flight
-        self._in_flight = (batch, self._executor.submit(_classify, self.classifier, batch))
+        self._in_flight = (batch, self._executor.submit(_classify, self.classifier, batch, self._held))
         if previous is not None:
             yield from _frames_of(previous[0], previous[1].result())
 
@@ -384,7 +376,7 @@ def analyse_frames(frames: Iterable[Frame], models: Models, options: AnalysisOpt
     analysed frames) / track / crop / classify; yields every decoded frame, in order.
 
     Each tracked face is classified every `options.classify_every` analysed frames (_ClassifySchedule; a new track at
-    once) and holds its track's last probabilities in between (_HeldEmotions, filled in frame order, so threaded and
+    once) and holds its track's last probabilities in between (_HeldEmotions, in frame order, so threaded and
     sequential runs agree). The faces of up to `options.batch_frames` analysed frames are classified in one batch
     (in a worker thread when `options.threaded`). `tracker` defaults to a new
     FaceTracker(max_gap_s=options.max_gap_s); `keep_images` passes the images on (for annotation).
@@ -399,7 +391,6 @@ def analyse_frames(frames: Iterable[Frame], models: Models, options: AnalysisOpt
     finder = FaceFinder(models.detector, tracker, every=options.every, scan_every_s=options.scan_every_s)
     sampler = Sampler(options.sample_fps)
     schedule = _ClassifySchedule(options.classify_every)
-    held = _HeldEmotions()
     pending: list[_Pending] = []
     n_pending_analysed = 0
     with _BatchClassifier(models.classifier, options.threaded) as classifier:
@@ -414,10 +405,10 @@ def analyse_frames(frames: Iterable[Frame], models: Models, options: AnalysisOpt
             else:
                 pending.append(_Pending(frame.index, frame.timestamp_s, image, None, None))
             if n_pending_analysed >= options.batch_frames or len(pending) >= 4 * options.batch_frames:
-                yield from map(held.fill, classifier.submit(pending))
+                yield from classifier.submit(pending)
                 pending, n_pending_analysed = [], 0
-        yield from map(held.fill, classifier.submit(pending))
-        yield from map(held.fill, classifier.finish())
+        yield from classifier.submit(pending)
+        yield from classifier.finish()
 
 
 # --- one video --------------------------------------------------------------------------------------------------
