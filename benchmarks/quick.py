@@ -22,7 +22,7 @@ import run_all  # noqa: E402
 
 FLOAT = ("--model", "scratch", "--detector", "centerface")  # the default path without the int8 models
 EXACT = ("--every", "1", "--scan-every", "0", "--classify-every", "1")  # the whole frame and every face, every frame
-BEFORE = ("--classify-every", "1")  # the previous default: every face classified in every frame
+BEFORE = ("--full-scan-every", "0")  # the previous default: every whole-frame scan at full size
 PATHS = {  # command -> extra options measured beside the default
     "timeline": [(), FLOAT, EXACT, BEFORE, ("--every", "3", "--detect-size", "320"),
                  ("--sample-fps", "10", "--every", "2")],

@@ -44,11 +44,12 @@ from bench_inputs import ClipSpec  # noqa: E402
 
 SMALL, LARGE = (640, 360), (1280, 720)
 TF_MODULES = ("tensorflow", "keras", "tf2onnx", "torch")
-# measured beside the default (the detector every 3rd frame: the whole frame every 0.5 s, around the tracked faces
-# in between; each face classified every 2nd frame): the exact path, the previous default (every face classified in
-# every frame), a faster path, and the default path without the int8 models
+# measured beside the default (the detector every 3rd frame: the whole frame every 0.5 s, at full size every 2 s and
+# at half size in between, around the tracked faces on the other detection frames; each face classified every 2nd
+# frame): the exact path, the previous default (every whole-frame scan at full size), a faster path, and the default
+# path without the int8 models
 VARIANTS = {"exact": ("--every", "1", "--scan-every", "0", "--classify-every", "1"),
-            "before": ("--classify-every", "1"),
+            "before": ("--full-scan-every", "0"),
             "fast": ("--every", "3", "--detect-size", "320"),
             "float": ("--model", "scratch", "--detector", "centerface")}
 EXACT_FLAGS = " ".join(VARIANTS["exact"])
@@ -612,11 +613,15 @@ def measure_levers(clips, main_spec: ClipSpec, long_spec: ClipSpec, run_model: P
         effect_clips[ClipSpec(main_spec.size_wh, 3, main_spec.duration_s)] = three
     references = {spec: levers.run_pipeline(p, full, run_model, False, 1, tmp)[1] for spec, p in effect_clips.items()}
     faster = [
-        C("--every 3 --scan-every 0.5 --classify-every 2 (default)", {"every": 3, "scan_every_s": 0.5,
-                                                                       "classify_every": 2}),
-        C("--classify-every 1 (the previous default: every face classified in every frame)",
-          {"every": 3, "scan_every_s": 0.5, "classify_every": 1}),
-        C("--classify-every 3", {"every": 3, "scan_every_s": 0.5, "classify_every": 3}),
+        C("--every 3 --scan-every 0.5 --full-scan-every 2 --classify-every 2 (default)",
+          {"every": 3, "scan_every_s": 0.5, "full_scan_every_s": 2.0, "classify_every": 2}),
+        C("--full-scan-every 0 (the previous default: every whole-frame scan at full size)",
+          {"full_scan_every_s": 0.0}),
+        C("--full-scan-every 1", {"full_scan_every_s": 1.0}),
+        C("--full-scan-every 4", {"full_scan_every_s": 4.0}),
+        C("--full-scan-every 0 --classify-every 1 (the default of stop 12)",
+          {"full_scan_every_s": 0.0, "classify_every": 1}),
+        C("--classify-every 3", {"classify_every": 3}),
         C("--every 1 --scan-every 0 --classify-every 2 (only the emotion model held)", {**exact, "classify_every": 2}),
         C("--every 3 --scan-every 0 --classify-every 1 (the default of stop 11)",
           {"every": 3, "scan_every_s": 0.0, "classify_every": 1}),

@@ -14,9 +14,12 @@ EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surpri
 # most of a frame's cost: this schedule takes a 640x360 frame from 45 ms of CPU (exact path: every 1, scan every 0,
 # classify every 1) to 10 ms. Each tracked face is then classified every DEFAULT_CLASSIFY_EVERY-th analysed frame
 # (a new face at once) and keeps its last emotion in between: the emotion model, then the largest cost, runs half
-# as often (10.0 -> 8.9 ms of CPU per one-face frame). Their effect on the timeline is measured in BENCHMARKS.md.
+# as often (10.0 -> 8.9 ms of CPU per one-face frame). Whole-frame scans are full (the detector's size) every
+# DEFAULT_FULL_SCAN_S seconds and coarse (half that size, a quarter of the cost; faces at least twice the smallest
+# a full scan finds) in between. Their effect on the timeline is measured in BENCHMARKS.md.
 DEFAULT_EVERY = 3
 DEFAULT_SCAN_S = 0.5
+DEFAULT_FULL_SCAN_S = 2.0
 DEFAULT_CLASSIFY_EVERY = 2
 
 if TYPE_CHECKING:  # pragma: no cover

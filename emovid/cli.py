@@ -19,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from emovid import DEFAULT_CLASSIFY_EVERY, DEFAULT_EVERY, DEFAULT_SCAN_S, __version__
+from emovid import DEFAULT_CLASSIFY_EVERY, DEFAULT_EVERY, DEFAULT_FULL_SCAN_S, DEFAULT_SCAN_S, __version__
 from emovid.runtime import Device
 
 app = typer.Typer(
@@ -78,9 +78,15 @@ Every = Annotated[int, typer.Option(
 ScanEvery = Annotated[float, typer.Option(
     "--scan-every", min=0.0, metavar="S",
     help=f"Search the whole frame for faces every S seconds (default {DEFAULT_SCAN_S:g}: a face that enters is "
-         "found within S s); in between, the detector looks only around the faces it tracks (several times "
-         "faster). 0: the whole frame at every detection; --every 1 --scan-every 0 --classify-every 1 is the exact "
-         "path (see BENCHMARKS.md for what the defaults change in the timeline).")]
+         "found within S s, a small one within --full-scan-every); in between, the detector looks only around the "
+         "faces it tracks (several times faster). 0: the whole frame at every detection; --every 1 --scan-every 0 "
+         "--classify-every 1 is the exact path (see BENCHMARKS.md for what the defaults change in the timeline).")]
+FullScanEvery = Annotated[float, typer.Option(
+    "--full-scan-every", min=0.0, metavar="S",
+    help=f"Of those whole-frame searches, look at the detector's full size (--detect-size) every S seconds "
+         f"(default {DEFAULT_FULL_SCAN_S:g}) and at half of it in between (a quarter of the cost; finds faces at "
+         "least twice the smallest a full search finds, so a small face that enters is found within S s). 0: "
+         "every search at full size.")]
 ClassifyEvery = Annotated[int, typer.Option(
     "--classify-every", min=1, metavar="N",
     help=f"Classify each tracked face's emotion every N analysed frames; in between it keeps its last emotion "
@@ -122,7 +128,8 @@ def _run(videos: list[str], **options) -> None:
 
 
 def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device, detector: Detector, min_face: int,
-             every: int, scan_every: float, classify_every: int, per_frame: bool, overwrite: bool, debug: bool,
+             every: int, scan_every: float, full_scan_every: float, classify_every: int, per_frame: bool,
+             overwrite: bool, debug: bool,
              video: bool,
              csv: str | None = None,
              sample_fps: float | None = None, detect_size: int = 640) -> None:
@@ -154,7 +161,8 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
         if csv not in (None, "-"):
             prepare_dir(Path(csv).parent)  # fail before the analysis, not after it
         options = AnalysisOptions(model=model, device=device.value, detector=detector.value, min_face_px=min_face,
-                                  every=every, scan_every_s=scan_every, classify_every=classify_every,
+                                  every=every, scan_every_s=scan_every, full_scan_every_s=full_scan_every,
+                                  classify_every=classify_every,
                                   sample_fps=sample_fps,
                                   detect_size_px=detect_size)
         # --csv collects every input's rows into one file, so every input is analysed (no skipping).
@@ -219,6 +227,7 @@ def annotate(
     min_face: MinFace = 0,
     every: Every = DEFAULT_EVERY,
     scan_every: ScanEvery = DEFAULT_SCAN_S,
+    full_scan_every: FullScanEvery = DEFAULT_FULL_SCAN_S,
     classify_every: ClassifyEvery = DEFAULT_CLASSIFY_EVERY,
     detect_size: DetectSize = 640,
     per_frame: PerFrame = False,
@@ -227,7 +236,8 @@ def annotate(
 ) -> None:
     """Write <stem>.annotated.mp4 (boxes, track ids, emotions; audio kept) plus the timeline CSV and PNG."""
     _run(videos, out=out, model=model, device=device, detector=detector, min_face=min_face, every=every,
-         scan_every=scan_every, classify_every=classify_every, per_frame=per_frame, overwrite=overwrite, debug=debug,
+         scan_every=scan_every, full_scan_every=full_scan_every, classify_every=classify_every, per_frame=per_frame,
+         overwrite=overwrite, debug=debug,
          video=True,
          detect_size=detect_size)
 
@@ -249,6 +259,7 @@ def timeline(
     min_face: MinFace = 0,
     every: Every = DEFAULT_EVERY,
     scan_every: ScanEvery = DEFAULT_SCAN_S,
+    full_scan_every: FullScanEvery = DEFAULT_FULL_SCAN_S,
     classify_every: ClassifyEvery = DEFAULT_CLASSIFY_EVERY,
     detect_size: DetectSize = 640,
     per_frame: PerFrame = False,
@@ -258,7 +269,8 @@ def timeline(
     """Write <stem>.timeline.csv (mean emotion probabilities per person per second) and <stem>.timeline.png,
     without rendering video."""
     _run(videos, out=out, model=model, device=device, detector=detector, min_face=min_face, every=every,
-         scan_every=scan_every, classify_every=classify_every, per_frame=per_frame, overwrite=overwrite, debug=debug,
+         scan_every=scan_every, full_scan_every=full_scan_every, classify_every=classify_every, per_frame=per_frame,
+         overwrite=overwrite, debug=debug,
          video=False, csv=csv,
          sample_fps=sample_fps, detect_size=detect_size)
 

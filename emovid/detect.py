@@ -44,7 +44,7 @@ _OUTPUTS = ("heatmap", "scale", "offset")
 class FaceDetector(Protocol):
     runtime: RuntimeInfo
 
-    def detect(self, image_bgr: np.ndarray) -> Faces: ...
+    def detect(self, image_bgr: np.ndarray, max_side: int | None = None) -> Faces: ...
 
     def detect_regions(self, image_bgr: np.ndarray, windows_xyxy: np.ndarray) -> Faces: ...
 
@@ -164,11 +164,12 @@ class CenterFaceDetector:
             raise ValueError(f"detect() expects a BGR uint8 image [H,W,3], got {image.dtype} {image.shape}")
         return image
 
-    def preprocess(self, image_bgr: np.ndarray) -> tuple[np.ndarray, float]:
-        """BGR uint8 [H,W,3] -> float32 [1,3,H',W'] RGB network input, and the scale applied."""
+    def preprocess(self, image_bgr: np.ndarray, max_side: int | None = None) -> tuple[np.ndarray, float]:
+        """BGR uint8 [H,W,3] -> float32 [1,3,H',W'] RGB network input, and the scale applied (`max_side`: the
+        detector's own when None)."""
         image = self._checked(image_bgr)
         h, w = image.shape[:2]
-        (rw, rh), (pw, ph), scale = input_size_wh((w, h), self.max_side)
+        (rw, rh), (pw, ph), scale = input_size_wh((w, h), self.max_side if max_side is None else max_side)
         blob = np.zeros((1, 3, ph, pw), np.float32)
         _paste_rgb(blob[0], image, (rw, rh))
         return blob, scale
@@ -177,8 +178,12 @@ class CenterFaceDetector:
         heatmap, box_scale, offset = self.session.run(list(_OUTPUTS), {self.input_name: blob})
         return heatmap, box_scale, offset
 
-    def detect(self, image_bgr: np.ndarray) -> Faces:
-        blob, scale = self.preprocess(image_bgr)
+    def detect(self, image_bgr: np.ndarray, max_side: int | None = None) -> Faces:
+        """The faces of the whole frame, seen at `max_side` (None: the detector's own; emovid.schedule's coarse
+        scans pass a smaller one)."""
+        if max_side is not None and max_side < 32:
+            raise ValueError(f"max_side must be >= 32, got {max_side}")
+        blob, scale = self.preprocess(image_bgr, max_side)
         h, w = np.asarray(image_bgr).shape[:2]
         heatmap, box_scale, offset = self._run(blob)
         xyxy, scores = decode(heatmap[0], box_scale[0], offset[0], self.threshold)

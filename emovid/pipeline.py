@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
 import numpy as np
 
-from emovid import DEFAULT_CLASSIFY_EVERY, DEFAULT_EVERY, DEFAULT_SCAN_S, EMOTIONS
+from emovid import DEFAULT_CLASSIFY_EVERY, DEFAULT_EVERY, DEFAULT_FULL_SCAN_S, DEFAULT_SCAN_S, EMOTIONS
 from emovid.errors import EmovidError, InputError
 from emovid.faces import Faces, Frame, FrameFaces
 from emovid.outputs import (
@@ -59,18 +59,26 @@ class AnalysisOptions:
     every: int = DEFAULT_EVERY  # run the detector every N analysed frames; the tracker predicts boxes in between
     classify_every: int = DEFAULT_CLASSIFY_EVERY  # classify each tracked face every N analysed frames; held between
     scan_every_s: float = DEFAULT_SCAN_S  # the whole frame this often; in between, around the tracked faces only
+    full_scan_every_s: float = DEFAULT_FULL_SCAN_S  # scans at detect_size_px this often, at half of it in between
     sample_fps: float | None = None  # analyse this many frames per second of video (None: every frame)
     max_gap_s: float = 1.0  # a track survives this long without detections
     batch_frames: int = 8  # frames whose faces are classified in one batch
     threaded: bool = True  # decode, and annotate + encode, in worker threads (emovid.stream); False: all in one
+
+    @property
+    def coarse_side_px(self) -> int:
+        """The detector's input size for the scans between full ones: half of detect_size_px (at least 32)."""
+        return max(32, self.detect_size_px // 2)
 
     def __post_init__(self) -> None:
         if self.every < 1:
             raise ValueError(f"every must be >= 1, got {self.every}")
         if self.classify_every < 1:
             raise ValueError(f"classify_every must be >= 1, got {self.classify_every}")
-        if not (self.scan_every_s >= 0 and math.isfinite(self.scan_every_s)):
-            raise ValueError(f"scan_every_s must be >= 0, got {self.scan_every_s}")
+        for name in ("scan_every_s", "full_scan_every_s"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be >= 0, got {value}")
         if self.sample_fps is not None and not (self.sample_fps > 0 and math.isfinite(self.sample_fps)):
             raise ValueError(f"sample_fps must be > 0, got {self.sample_fps}")
         if self.min_face_px < 0:
@@ -372,8 +380,9 @@ class _BatchClassifier:
 
 def analyse_frames(frames: Iterable[Frame], models: Models, options: AnalysisOptions, tracker=None,
                    keep_images: bool = False) -> Iterator[AnalysedFrame]:
-    """Detect (emovid.schedule: the whole frame every `scan_every_s` seconds, the tracked faces every `every`
-    analysed frames) / track / crop / classify; yields every decoded frame, in order.
+    """Detect (emovid.schedule: the whole frame every `scan_every_s` seconds, at full size every
+    `full_scan_every_s` and at half size in between, the tracked faces every `every` analysed frames) / track / crop
+    / classify; yields every decoded frame, in order.
 
     Each tracked face is classified every `options.classify_every` analysed frames (_ClassifySchedule; a new track at
     once) and holds its track's last probabilities in between (_HeldEmotions, in frame order, so threaded and
@@ -388,7 +397,8 @@ def analyse_frames(frames: Iterable[Frame], models: Models, options: AnalysisOpt
         from emovid.track import FaceTracker
 
         tracker = FaceTracker(max_gap_s=options.max_gap_s)
-    finder = FaceFinder(models.detector, tracker, every=options.every, scan_every_s=options.scan_every_s)
+    finder = FaceFinder(models.detector, tracker, every=options.every, scan_every_s=options.scan_every_s,
+                        full_scan_every_s=options.full_scan_every_s, coarse_side_px=options.coarse_side_px)
     sampler = Sampler(options.sample_fps)
     schedule = _ClassifySchedule(options.classify_every)
     pending: list[_Pending] = []

@@ -8,7 +8,14 @@
   (always on the first frame; `scan_every_s` 0 scans at every detection, the exact path with `every` 1); between
   scans it looks only in windows around the faces the tracker follows (`detect_regions`: about a tenth of the
   cost of a 640x360 frame per face), so a tracked face's box is still measured at every detection frame;
-- a face that enters the picture is found by the next scan, at most `scan_every_s` (plus `every` frames) late.
+- a scan is *full* (the detector's own input size) on the first frame and then every `full_scan_every_s` seconds,
+  and *coarse* in between: the frame shrunk to `coarse_side_px` (emovid: half the detector's size, about a quarter
+  of the cost), which finds every face at least twice the smallest size a full scan finds. A coarse scan only
+  looks for new faces: the tracked ones are measured in their windows, as on the other detection frames, and the
+  coarse scan adds the faces outside those windows. With `scan_every_s` 0 or `full_scan_every_s` 0 every scan is
+  full;
+- a face that enters the picture is found by the next scan that can see it: at most `scan_every_s` (plus `every`
+  frames) late, or `full_scan_every_s` for a face too small for the coarse scans.
 
 This is how trackers of the MediaPipe kind run a detector on video: look everywhere rarely, look where the faces
 are often. The detector is most of a frame's cost; BENCHMARKS.md measures what this schedule changes in the
@@ -27,25 +34,61 @@ from emovid.track import FaceTracker
 
 
 class FaceFinder:
-    """Detection schedule + tracker for one video (see the module docstring). Counts what it ran: `scans`,
-    `region_passes` (detect_regions calls) and `predictions` (frames carried by the tracker)."""
+    """Detection schedule + tracker for one video (see the module docstring). Counts what it ran: `scans` (of
+    which `coarse_scans`), `region_passes` (detect_regions calls) and `predictions` (frames carried by the
+    tracker). `coarse_side_px` None: every scan is full."""
 
-    def __init__(self, detector: FaceDetector, tracker: FaceTracker, every: int = 1, scan_every_s: float = 0.0):
+    def __init__(self, detector: FaceDetector, tracker: FaceTracker, every: int = 1, scan_every_s: float = 0.0,
+                 full_scan_every_s: float = 0.0, coarse_side_px: int | None = None):
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
-        if not (scan_every_s >= 0 and math.isfinite(scan_every_s)):
-            raise ValueError(f"scan_every_s must be >= 0, got {scan_every_s}")
+        for name, value in (("scan_every_s", scan_every_s), ("full_scan_every_s", full_scan_every_s)):
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be >= 0, got {value}")
+        if coarse_side_px is not None and coarse_side_px < 32:
+            raise ValueError(f"coarse_side_px must be >= 32, got {coarse_side_px}")
         self.detector = detector
         self.tracker = tracker
         self.every = int(every)
         self.scan_every_s = float(scan_every_s)
-        self.scans = self.region_passes = self.predictions = 0
+        self.full_scan_every_s = float(full_scan_every_s)
+        self.coarse_side_px = coarse_side_px
+        self.scans = self.coarse_scans = self.region_passes = self.predictions = 0
         self._analysed = 0
         self._last_scan_s: float | None = None
+        self._last_full_scan_s: float | None = None
 
-    def _scan_due(self, timestamp_s: float) -> bool:
-        return (self.scan_every_s == 0 or self._last_scan_s is None
-                or timestamp_s - self._last_scan_s >= self.scan_every_s - 1e-6)
+    @staticmethod
+    def _due(last_s: float | None, period_s: float, timestamp_s: float) -> bool:
+        return period_s == 0 or last_s is None or timestamp_s - last_s >= period_s - 1e-6
+
+    def _scan(self, image_bgr: np.ndarray, timestamp_s: float) -> Faces:
+        self._last_scan_s = timestamp_s
+        self.scans += 1
+        if (self.coarse_side_px is None or self.scan_every_s == 0
+                or self._due(self._last_full_scan_s, self.full_scan_every_s, timestamp_s)):
+            self._last_full_scan_s = timestamp_s
+            return self.detector.detect(image_bgr)
+        self.coarse_scans += 1
+        found = self.detector.detect(image_bgr, max_side=self.coarse_side_px)
+        windows = self._windows(image_bgr, timestamp_s)
+        if windows is None:
+            return found
+        # the tracked faces measured in their windows (as precisely as at any detection frame), the coarse scan's
+        # faces outside every window (new ones). A window's faces are those whose centre it holds, so no face comes
+        # twice, also when detect_regions returns the whole frame's faces (many windows cost as much as the frame).
+        tracked = self.detector.detect_regions(image_bgr, windows)
+        return _merged(tracked[_centred_in(tracked, windows)], found[~_centred_in(found, windows)])
+
+    def _windows(self, image_bgr: np.ndarray, timestamp_s: float) -> np.ndarray | None:
+        """Windows around the faces the tracker expects at timestamp_s (None when it follows none); counts a
+        region pass."""
+        expected = self.tracker.expected(timestamp_s)
+        if not len(expected):
+            return None
+        height, width = np.asarray(image_bgr).shape[:2]
+        self.region_passes += 1
+        return region_windows(expected, (width, height))
 
     def faces_at(self, image_bgr: np.ndarray, timestamp_s: float) -> Faces:
         """The tracked faces of the next analysed frame (track ids set, probabilities not yet)."""
@@ -54,14 +97,24 @@ class FaceFinder:
         if not detection_frame:
             self.predictions += 1
             return self.tracker.predict(timestamp_s)
-        if self._scan_due(timestamp_s):
-            self._last_scan_s = timestamp_s
-            self.scans += 1
-            return self.tracker.update(self.detector.detect(image_bgr), timestamp_s)
-        expected = self.tracker.expected(timestamp_s)
-        if not len(expected):  # nothing followed and no scan due: nothing to look at until the next scan
+        if self._due(self._last_scan_s, self.scan_every_s, timestamp_s):
+            return self.tracker.update(self._scan(image_bgr, timestamp_s), timestamp_s)
+        windows = self._windows(image_bgr, timestamp_s)
+        if windows is None:  # nothing followed and no scan due: nothing to look at until the next scan
             return self.tracker.update(Faces.empty(), timestamp_s)
-        height, width = np.asarray(image_bgr).shape[:2]
-        windows = region_windows(expected, (width, height))
-        self.region_passes += 1
         return self.tracker.update(self.detector.detect_regions(image_bgr, windows), timestamp_s)
+
+
+def _centred_in(faces: Faces, windows_xyxy: np.ndarray) -> np.ndarray:
+    """bool [N]: the face's box centre lies in one of the windows (end-exclusive, as detect_regions counts it)."""
+    centre = (faces.xyxy[:, None, :2] + faces.xyxy[:, None, 2:]) / 2
+    windows = np.asarray(windows_xyxy)[None]
+    return ((centre >= windows[..., :2]) & (centre < windows[..., 2:])).all(axis=2).any(axis=1)
+
+
+def _merged(a: Faces, b: Faces) -> Faces:
+    """The faces of both, sorted by x0, then y0 (the detector's order)."""
+    xyxy = np.concatenate([a.xyxy, b.xyxy])
+    confidence = np.concatenate([a.confidence, b.confidence])
+    order = np.lexsort((xyxy[:, 1], xyxy[:, 0]))
+    return Faces.from_boxes(xyxy[order], confidence[order])

@@ -24,7 +24,7 @@ class FakeDetector:
         self.calls = 0
         self.region_calls = 0
 
-    def detect(self, image_bgr: np.ndarray) -> Faces:
+    def detect(self, image_bgr: np.ndarray, max_side: int | None = None) -> Faces:
         self.calls += 1
         boxes = self.script(image_bgr)
         if not boxes:

@@ -181,21 +181,22 @@ def test_annotate_writes_video_timeline_and_per_frame_rows(tmp_path, videos, loa
 
 def test_options_reach_the_pipeline(tmp_path, videos, loaded):
     result = invoke("timeline", videos / "a.mp4", "--out", tmp_path, "--sample-fps", "5", "--min-face", "24",
-                    "--model", "ensemble", "--device", "cpu", "--classify-every", "3")
+                    "--model", "ensemble", "--device", "cpu", "--classify-every", "3", "--full-scan-every", "4",
+                    "--detect-size", "480")
     assert result.exit_code == 0, result.output
     options = loaded[0]
     assert (options.sample_fps, options.min_face_px, options.model, options.device) == (5.0, 24, "ensemble", "cpu")
-    assert options.classify_every == 3
+    assert (options.classify_every, options.full_scan_every_s, options.coarse_side_px) == (3, 4.0, 240)
     rows = read_rows(tmp_path / "a.timeline.csv")
     assert [r["frames"] for r in rows] == ["5", "5"]
 
 
 def test_ctrl_c_exits_130_and_leaves_no_temporaries(tmp_path, videos, monkeypatch, model_path):
     class Interrupting(FakeDetector):
-        def detect(self, image_bgr):
+        def detect(self, image_bgr, max_side=None):
             if self.calls >= 20:
                 raise KeyboardInterrupt
-            return super().detect(image_bgr)
+            return super().detect(image_bgr, max_side)
 
     monkeypatch.setattr("emovid.pipeline.load_models", lambda options: Models(
         detector=Interrupting(marker_script), classifier=load_classifier(model_path, "cpu")))
@@ -218,6 +219,7 @@ def test_an_unavailable_device_is_a_usage_error(tmp_path, monkeypatch):
     assert invoke("annotate", video, "--device", "gpu").exit_code == 2  # not a choice
     assert invoke("annotate", video, "--every", "0").exit_code == 2
     assert invoke("timeline", video, "--classify-every", "0").exit_code == 2
+    assert invoke("timeline", video, "--full-scan-every", "-1").exit_code == 2
 
 
 def test_end_to_end_with_the_real_detector_and_tracker(face_video, model_path, tmp_path):
@@ -270,5 +272,6 @@ def test_both_commands_detect_every_third_frame_by_default(tmp_path, videos, loa
     """annotate and timeline share the default (the same video gives the same timeline from either command)."""
     assert invoke("timeline", videos / "b.mp4", "--out", tmp_path / "t").exit_code == 0
     assert invoke("annotate", videos / "b.mp4", "--out", tmp_path / "a").exit_code == 0
-    assert [(options.every, options.classify_every) for options in loaded] == [(3, 2), (3, 2)]
+    defaults = [(o.every, o.scan_every_s, o.full_scan_every_s, o.classify_every, o.coarse_side_px) for o in loaded]
+    assert defaults == [(3, 0.5, 2.0, 2, 320)] * 2
     assert (tmp_path / "t" / "b.timeline.csv").read_text() == (tmp_path / "a" / "b.timeline.csv").read_text()

@@ -143,6 +143,18 @@ def test_frames_are_shrunk_to_max_side_and_padded_to_multiples_of_32():
     assert input_size_wh((100, 1000), 320) == ((32, 320), (32, 320), 0.32)
 
 
+def test_a_smaller_max_side_for_one_call_finds_the_big_faces_only(detector):
+    """emovid.schedule's coarse scans: detect(image, max_side) sees the frame at that size for this call only."""
+    small, big = (200, 200, 240, 250), (700, 150, 860, 350)
+    image = media.face_image((1280, 720), [small, big])
+    assert_found(detector.detect(image), [small, big])
+    assert_found(detector.detect(image, max_side=320), [big])  # the 40 px face is 10 px at 320: too small
+    assert_found(detector.detect(image), [small, big])  # the detector's own size is unchanged
+    assert detector.preprocess(image, 320)[0].shape == (1, 3, 192, 320)
+    with pytest.raises(ValueError, match="max_side"):
+        detector.detect(image, max_side=16)
+
+
 def test_nms_keeps_the_best_of_overlapping_boxes_deterministically():
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60], [0, 0, 10, 10]], np.float32)
     scores = np.array([0.8, 0.9, 0.7, 0.9], np.float32)

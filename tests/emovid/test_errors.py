@@ -231,7 +231,7 @@ def test_frames_are_not_accumulated(model):
             yield Frame(index=i, timestamp_s=i / 25, image=np.zeros((2160, 3840, 3), np.uint8))  # lazy pages
 
     models = Models(detector=FakeDetector(script), classifier=load_classifier(model, "cpu"))
-    options = AnalysisOptions(batch_frames=4, every=1)
+    options = AnalysisOptions(batch_frames=4, every=1, full_scan_every_s=0)  # one detector call per frame
     n = 0
     for item in analyse_frames(frames(40), models, options):
         assert item.image is None  # not kept unless asked for

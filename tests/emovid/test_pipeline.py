@@ -78,7 +78,9 @@ def test_faces_of_several_frames_are_classified_in_one_batch(models):
 
 def test_every_n_detects_on_every_nth_frame_and_predicts_in_between(models):
     tracker = FakeTracker()
-    out = list(analyse_frames(synthetic_frames(30, 25.0), models, AnalysisOptions(every=4), tracker))
+    # full scans only: one detector call per detection frame (a coarse scan adds a region pass, test_schedule.py)
+    out = list(analyse_frames(synthetic_frames(30, 25.0), models, AnalysisOptions(every=4, full_scan_every_s=0),
+                              tracker))
     detector = models.detector
     assert detector.calls + detector.region_calls == math.ceil(30 / 4) and tracker.predicted == 30 - math.ceil(30 / 4)
     assert detector.calls == 2  # whole-frame scans at 0 and 0.64 s (the first detection frame 0.5 s after 0)
@@ -131,7 +133,7 @@ def test_untracked_faces_are_classified_in_every_frame(models):
 
 
 def test_sample_fps_analyses_some_frames_and_passes_all_on(models):
-    options = AnalysisOptions(sample_fps=5, every=1)
+    options = AnalysisOptions(sample_fps=5, every=1, full_scan_every_s=0)  # one detector call per analysed frame
     out = list(analyse_frames(synthetic_frames(50, 25.0), models, options, FakeTracker()))
     assert [f.index for f in out] == list(range(50))
     assert [f.index for f in out if f.faces is not None] == list(range(0, 50, 5))
@@ -153,6 +155,8 @@ def test_options_are_validated():
         AnalysisOptions(every=0)
     with pytest.raises(ValueError, match="classify_every"):
         AnalysisOptions(classify_every=0)
+    with pytest.raises(ValueError, match="full_scan_every_s"):
+        AnalysisOptions(full_scan_every_s=-1)
     with pytest.raises(ValueError, match="sample_fps"):
         AnalysisOptions(sample_fps=0)
 
@@ -295,10 +299,10 @@ class ExplodingDetector(FakeDetector):
         super().__init__(marker_script)
         self.after, self.error = after, error
 
-    def detect(self, image_bgr):
+    def detect(self, image_bgr, max_side=None):
         if self.calls + self.region_calls >= self.after:
             raise self.error
-        return super().detect(image_bgr)
+        return super().detect(image_bgr, max_side)
 
     def detect_regions(self, image_bgr, windows_xyxy):
         if self.calls + self.region_calls >= self.after:

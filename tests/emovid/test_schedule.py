@@ -25,24 +25,27 @@ def frame(i: int) -> np.ndarray:
 
 
 class RecordingDetector(FakeDetector):
-    """FakeDetector over frame indices that records what it was asked: ("scan", i) or ("regions", i, windows)."""
+    """FakeDetector over frame indices that records what it was asked: ("scan", i), ("coarse", i, max_side) or
+    ("regions", i, windows)."""
 
     def __init__(self, script):
         super().__init__(lambda image: script(int(image[0, 0, 0])))
         self.log: list[tuple] = []
 
-    def detect(self, image_bgr: np.ndarray) -> Faces:
-        self.log.append(("scan", int(image_bgr[0, 0, 0])))
-        return super().detect(image_bgr)
+    def detect(self, image_bgr: np.ndarray, max_side: int | None = None) -> Faces:
+        self.log.append(("scan", int(image_bgr[0, 0, 0])) if max_side is None
+                        else ("coarse", int(image_bgr[0, 0, 0]), max_side))
+        return super().detect(image_bgr, max_side)
 
     def detect_regions(self, image_bgr: np.ndarray, windows_xyxy: np.ndarray) -> Faces:
         self.log.append(("regions", int(image_bgr[0, 0, 0]), np.asarray(windows_xyxy).tolist()))
         return super().detect_regions(image_bgr, windows_xyxy)
 
 
-def run(script, n: int, every: int, scan_every_s: float) -> tuple[RecordingDetector, FaceFinder, list[Faces]]:
+def run(script, n: int, every: int, scan_every_s: float, **coarse) -> tuple[RecordingDetector, FaceFinder,
+                                                                          list[Faces]]:
     detector = RecordingDetector(script)
-    finder = FaceFinder(detector, FaceTracker(), every=every, scan_every_s=scan_every_s)
+    finder = FaceFinder(detector, FaceTracker(), every=every, scan_every_s=scan_every_s, **coarse)
     return detector, finder, [finder.faces_at(frame(i), i / FPS) for i in range(n)]
 
 
@@ -88,8 +91,82 @@ def test_nothing_tracked_and_no_scan_due_costs_nothing():
     assert [len(f) for f in out] == [0] * 10 + [1, 1]
 
 
+def test_full_scans_every_full_scan_every_s_coarse_scans_in_between():
+    detector, finder, _ = run(lambda i: [STILL], 60, every=3, scan_every_s=0.5, full_scan_every_s=1.0,
+                              coarse_side_px=80)
+    # scans at frames 0, 15, 30, 45 (as above); full on the first and then at least 1 s after the last full one
+    assert [e for e in detector.log if e[0] != "regions"] == [("scan", 0), ("coarse", 15, 80), ("scan", 30),
+                                                              ("coarse", 45, 80)]
+    assert (finder.scans, finder.coarse_scans) == (4, 2)
+
+
+@pytest.mark.parametrize("scan_every_s, full_scan_every_s", [(0.0, 1.0), (0.5, 0.0)])
+def test_every_scan_is_full_with_scan_every_or_full_scan_every_0(scan_every_s, full_scan_every_s):
+    detector, finder, _ = run(lambda i: [STILL], 40, every=1, scan_every_s=scan_every_s,
+                              full_scan_every_s=full_scan_every_s, coarse_side_px=80)
+    assert finder.scans == (40 if scan_every_s == 0 else 4) and finder.coarse_scans == 0
+    assert {e[0] for e in detector.log} <= {"scan", "regions"}
+
+
+def test_a_face_too_small_for_coarse_scans_is_found_by_the_next_full_scan():
+    class SmallFaceDetector(RecordingDetector):
+        """The LATE face enters at frame 5 and is too small to be seen at a coarse scan's size."""
+
+        def detect(self, image_bgr, max_side=None):
+            found = super().detect(image_bgr, max_side)
+            return found if max_side is None else Faces.from_boxes(found.xyxy[:1], found.confidence[:1])
+
+    detector = SmallFaceDetector(lambda i: [STILL] + ([LATE] if i >= 5 else []))
+    finder = FaceFinder(detector, FaceTracker(), every=1, scan_every_s=0.4, full_scan_every_s=1.2,
+                        coarse_side_px=80)
+    out = [finder.faces_at(frame(i), i / FPS) for i in range(40)]
+    assert [e[:2] for e in detector.log if e[0] != "regions"] == [("scan", 0), ("coarse", 10), ("coarse", 20),
+                                                                   ("scan", 30)]
+    assert [len(f) for f in out] == [1] * 30 + [2] * 10  # not at the coarse scans of frames 10 and 20
+    assert out[-1].track_id.tolist() == [1, 2]
+
+
+def test_a_coarse_scan_adds_new_faces_and_the_tracked_ones_are_measured_in_their_windows():
+    class CoarseDetector(RecordingDetector):
+        """A coarse scan sees the STILL face 4 px off (its box is less precise at the smaller size) and LATE, which
+        enters at frame 10."""
+
+        def detect(self, image_bgr, max_side=None):
+            found = super().detect(image_bgr, max_side)
+            if max_side is None:
+                return found
+            return Faces.from_boxes(np.array([np.add(STILL, 4), LATE], np.float32), np.full(2, 0.9, np.float32))
+
+    detector = CoarseDetector(lambda i: [STILL] + ([LATE] if i >= 10 else []))
+    finder = FaceFinder(detector, FaceTracker(), every=1, scan_every_s=0.4, full_scan_every_s=2.0, coarse_side_px=80)
+    out = [finder.faces_at(frame(i), i / FPS) for i in range(12)]
+    assert [e[:2] for e in detector.log][9:12] == [("regions", 9), ("coarse", 10), ("regions", 10)]
+    assert out[10].xyxy.tolist() == [list(STILL), list(LATE)]  # STILL from its window, LATE once, new track
+    assert out[10].track_id.tolist() == [1, 2] and out[11].track_id.tolist() == [1, 2]
+    assert (finder.scans, finder.coarse_scans, finder.region_passes) == (2, 1, 11)
+
+
+def test_a_coarse_scan_counts_no_face_twice_when_the_windows_become_a_whole_frame_detection():
+    class WholeFrameRegions(RecordingDetector):
+        """detect_regions as CenterFaceDetector runs it when the windows cost as much as the frame: all faces."""
+
+        def detect_regions(self, image_bgr, windows_xyxy):
+            super().detect_regions(image_bgr, windows_xyxy)
+            return super().detect(image_bgr)
+
+    detector = WholeFrameRegions(lambda i: [STILL] + ([LATE] if i >= 10 else []))
+    finder = FaceFinder(detector, FaceTracker(), every=1, scan_every_s=0.4, full_scan_every_s=2.0, coarse_side_px=80)
+    out = [finder.faces_at(frame(i), i / FPS) for i in range(12)]
+    assert ("coarse", 10, 80) in detector.log
+    assert out[10].xyxy.tolist() == [list(STILL), list(LATE)] and out[11].track_id.tolist() == [1, 2]
+
+
 def test_the_schedule_is_validated():
     with pytest.raises(ValueError, match="every"):
         FaceFinder(FakeDetector(lambda image: []), FaceTracker(), every=0)
     with pytest.raises(ValueError, match="scan_every_s"):
         FaceFinder(FakeDetector(lambda image: []), FaceTracker(), scan_every_s=-1)
+    with pytest.raises(ValueError, match="full_scan_every_s"):
+        FaceFinder(FakeDetector(lambda image: []), FaceTracker(), full_scan_every_s=float("nan"))
+    with pytest.raises(ValueError, match="coarse_side_px"):
+        FaceFinder(FakeDetector(lambda image: []), FaceTracker(), coarse_side_px=16)
