@@ -15,7 +15,7 @@ EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surpri
 # classify every 1) to 10 ms. Each tracked face is then classified every DEFAULT_CLASSIFY_EVERY-th analysed frame
 # (a new face at once) and keeps its last emotion in between: the emotion model, then the largest cost, runs half
 # as often (10.0 -> 8.9 ms of CPU per one-face frame). Whole-frame scans are full (the detector's size) every
-# DEFAULT_FULL_SCAN_S seconds and coarse (half that size, a quarter of the cost; faces at least twice the smallest
+# DEFAULT_FULL_SCAN_S seconds and coarse (half that size, about a third of the time; faces at least twice the smallest
 # a full scan finds) in between. Their effect on the timeline is measured in BENCHMARKS.md.
 DEFAULT_EVERY = 3
 DEFAULT_SCAN_S = 0.5

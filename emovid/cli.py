@@ -84,7 +84,7 @@ ScanEvery = Annotated[float, typer.Option(
 FullScanEvery = Annotated[float, typer.Option(
     "--full-scan-every", min=0.0, metavar="S",
     help=f"Of those whole-frame searches, look at the detector's full size (--detect-size) every S seconds "
-         f"(default {DEFAULT_FULL_SCAN_S:g}) and at half of it in between (a quarter of the cost; finds faces at "
+         f"(default {DEFAULT_FULL_SCAN_S:g}) and at half of it in between (about a third of the time; finds faces at "
          "least twice the smallest a full search finds, so a small face that enters is found within S s). 0: "
          "every search at full size.")]
 ClassifyEvery = Annotated[int, typer.Option(

@@ -9,11 +9,11 @@
   scans it looks only in windows around the faces the tracker follows (`detect_regions`: about a tenth of the
   cost of a 640x360 frame per face), so a tracked face's box is still measured at every detection frame;
 - a scan is *full* (the detector's own input size) on the first frame and then every `full_scan_every_s` seconds,
-  and *coarse* in between: the frame shrunk to `coarse_side_px` (emovid: half the detector's size, about a quarter
-  of the cost), which finds every face at least twice the smallest size a full scan finds. A coarse scan only
+  and *coarse* in between: the frame shrunk to `coarse_side_px` (emovid: half the detector's size, about a third
+  of the time), which finds every face at least twice the smallest size a full scan finds. A coarse scan only
   looks for new faces: the tracked ones are measured in their windows, as on the other detection frames, and the
-  coarse scan adds the faces outside those windows. With `scan_every_s` 0 or `full_scan_every_s` 0 every scan is
-  full;
+  coarse scan adds the faces outside those windows. With `scan_every_s` 0 or `full_scan_every_s` 0, or a frame no
+  larger than `coarse_side_px`, every scan is full;
 - a face that enters the picture is found by the next scan that can see it: at most `scan_every_s` (plus `every`
   frames) late, or `full_scan_every_s` for a face too small for the coarse scans.
 
@@ -66,6 +66,7 @@ class FaceFinder:
         self._last_scan_s = timestamp_s
         self.scans += 1
         if (self.coarse_side_px is None or self.scan_every_s == 0
+                or max(np.shape(image_bgr)[:2]) <= self.coarse_side_px  # a coarse scan would see it all anyway
                 or self._due(self._last_full_scan_s, self.full_scan_every_s, timestamp_s)):
             self._last_full_scan_s = timestamp_s
             return self.detector.detect(image_bgr)

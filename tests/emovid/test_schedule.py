@@ -100,10 +100,12 @@ def test_full_scans_every_full_scan_every_s_coarse_scans_in_between():
     assert (finder.scans, finder.coarse_scans) == (4, 2)
 
 
-@pytest.mark.parametrize("scan_every_s, full_scan_every_s", [(0.0, 1.0), (0.5, 0.0)])
-def test_every_scan_is_full_with_scan_every_or_full_scan_every_0(scan_every_s, full_scan_every_s):
+@pytest.mark.parametrize("scan_every_s, full_scan_every_s, coarse_side_px", [(0.0, 1.0, 80), (0.5, 0.0, 80),
+                                                                          (0.5, 1.0, 160)])
+def test_every_scan_is_full_with_scan_every_or_full_scan_every_0_or_a_frame_no_larger_than_a_coarse_scan(
+        scan_every_s, full_scan_every_s, coarse_side_px):
     detector, finder, _ = run(lambda i: [STILL], 40, every=1, scan_every_s=scan_every_s,
-                              full_scan_every_s=full_scan_every_s, coarse_side_px=80)
+                              full_scan_every_s=full_scan_every_s, coarse_side_px=coarse_side_px)  # 160x120 frames
     assert finder.scans == (40 if scan_every_s == 0 else 4) and finder.coarse_scans == 0
     assert {e[0] for e in detector.log} <= {"scan", "regions"}
 
