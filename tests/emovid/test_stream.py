@@ -127,7 +127,8 @@ def real_models(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def two_faces(tmp_path_factory):
-    """Real faces (carphone) at 29.97 fps: one moving across the frame, one appearing after 0.5 s."""
+    """Real faces (carphone) at 29.97 fps: one moving across the frame, one appearing after 0.5 s; 480x270, so the
+    default schedule's scans between full ones are at half size (320 px)."""
     import media
 
     folder = tmp_path_factory.mktemp("v")
@@ -139,7 +140,7 @@ def two_faces(tmp_path_factory):
         shown = [((x, 40.0, x + 64.0, 120.0), 0)]
         if i >= 15:
             shown.append(((220.0, 60.0, 276.0, 130.0), 1))
-        frames.append(media.face_image((320, 180), shown, seed=1))
+        frames.append(media.face_image((480, 270), shown, seed=1))
         boxes.append(shown)
     path = media.write_frames(folder / "two.mp4", frames, fps=rate, audio=True)
     return path
@@ -165,15 +166,33 @@ def test_threaded_pipeline_writes_the_same_files_as_the_sequential_one(tmp_path,
     assert not emovid_threads()
 
 
+class ScanSizes:
+    """A detector that records the size each whole-frame scan asked for (None: the detector's own)."""
+
+    def __init__(self, detector):
+        self.detector, self.runtime, self.sizes = detector, detector.runtime, []
+
+    def detect(self, image_bgr, max_side=None):
+        self.sizes.append(max_side)
+        return self.detector.detect(image_bgr, max_side)
+
+    def detect_regions(self, image_bgr, windows_xyxy):
+        return self.detector.detect_regions(image_bgr, windows_xyxy)
+
+
 def test_the_default_schedule_keeps_the_track_ids_of_the_exact_path(two_faces, real_models):
     ids = {}
+    detector = ScanSizes(real_models.detector)
+    models = Models(detector=detector, classifier=real_models.classifier)
     for name, options in (("exact", AnalysisOptions(every=1, scan_every_s=0)), ("default", AnalysisOptions())):
         frames = []
-        process_video(two_faces, options, OutputOptions(csv=False, png=False), models=real_models,
-                      on_frame=frames.append)
+        detector.sizes.clear()
+        process_video(two_faces, options, OutputOptions(csv=False, png=False), models=models, on_frame=frames.append)
         ids[name] = [f.faces.track_id.tolist() for f in frames]
+    # scans at 0 s (full), 0.5 s and 1.0 s, 1.5 s (half size): 2 s of video
+    assert detector.sizes == [None, 320, 320, 320]
     # the moving face stays #1 between detections and in its windows; the second face (from frame 15, 0.5005 s)
-    # is #2 from its first frame: the second scan is due at 0.5 s
+    # is #2 from its first frame: the second scan, at half size, is due at 0.5 s
     assert ids["default"] == ids["exact"]
     assert ids["exact"][0] == [1] and ids["exact"][15] == [1, 2] and ids["exact"][-1] == [1, 2]
 
