@@ -1,6 +1,5 @@
 """The pipeline: probe -> read_frames -> detect (every N) / track -> crop + classify (batched; each face every N) ->
-annotate +
-VideoSink (annotate only) -> timeline rows.
+annotate + VideoSink (annotate only) -> timeline rows.
 
 Stages are generators over small records, so decode, inference and encode run in threads (emovid.stream:
 decoding ahead, annotate + encode behind; AnalysisOptions.threaded) without changing what each stage does: the
@@ -66,9 +65,11 @@ class AnalysisOptions:
     threaded: bool = True  # decode, and annotate + encode, in worker threads (emovid.stream); False: all in one
 
     @property
-    def coarse_side_px(self) -> int:
-        """The detector's input size for the scans between full ones: half of detect_size_px (at least 32)."""
-        return max(32, self.detect_size_px // 2)
+    def coarse_side_px(self) -> int | None:
+        """The detector's input size for the scans between full ones: half of detect_size_px; None (every scan
+        full) when that is under the detector's 32 px minimum."""
+        half = self.detect_size_px // 2
+        return half if half >= 32 else None
 
     def __post_init__(self) -> None:
         if self.every < 1:

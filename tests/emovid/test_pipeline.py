@@ -157,6 +157,8 @@ def test_options_are_validated():
         AnalysisOptions(classify_every=0)
     with pytest.raises(ValueError, match="full_scan_every_s"):
         AnalysisOptions(full_scan_every_s=-1)
+    assert (AnalysisOptions().coarse_side_px, AnalysisOptions(detect_size_px=64).coarse_side_px) == (320, 32)
+    assert AnalysisOptions(detect_size_px=63).coarse_side_px is None  # half would be under 32 px: every scan full
     with pytest.raises(ValueError, match="sample_fps"):
         AnalysisOptions(sample_fps=0)
 
