@@ -31,14 +31,25 @@ class Timing:
         return 1000 * self.cpu_s / frames
 
 
+    @classmethod
+    def of(cls, walls: list[float], cpus: list[float]) -> Timing:
+        return cls(statistics.median(walls), min(walls), statistics.median(cpus), len(walls))
+
+
+def time_once(fn: Callable[[], object]) -> tuple[float, float, object]:
+    """(wall s, process CPU s, result) of one call."""
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    result = fn()
+    return time.perf_counter() - wall0, time.process_time() - cpu0, result
+
+
 def timed(fn: Callable[[], object], runs: int) -> tuple[Timing, object]:
     walls, cpus, result = [], [], None
     for _ in range(runs):
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        result = fn()
-        walls.append(time.perf_counter() - wall0)
-        cpus.append(time.process_time() - cpu0)
-    return Timing(statistics.median(walls), min(walls), statistics.median(cpus), runs), result
+        wall, cpu, result = time_once(fn)
+        walls.append(wall)
+        cpus.append(cpu)
+    return Timing.of(walls, cpus), result
 
 
 # --- the floor --------------------------------------------------------------------------------------------------

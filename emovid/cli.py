@@ -91,6 +91,10 @@ ClassifyEvery = Annotated[int, typer.Option(
     "--classify-every", min=1, metavar="N",
     help=f"Classify each tracked face's emotion every N analysed frames; in between it keeps its last emotion "
          f"(default {DEFAULT_CLASSIFY_EVERY}: 15 times a second at 29.97 fps). 1: every frame, as the exact path.")]
+Threads = Annotated[int, typer.Option(
+    "--threads", min=0, metavar="N",
+    help="ONNX Runtime threads per model on the CPU (default 0: its own choice, one per core; see BENCHMARKS.md "
+         "for what 1 changes).")]
 PerFrame = Annotated[bool, typer.Option(
     "--per-frame", help="Also write <stem>.frames.csv (one row per face per analysed frame).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Redo videos whose outputs already exist.")]
@@ -129,7 +133,7 @@ def _run(videos: list[str], **options) -> None:
 
 def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device, detector: Detector, min_face: int,
              every: int, scan_every: float, full_scan_every: float, classify_every: int, per_frame: bool,
-             overwrite: bool, debug: bool,
+             overwrite: bool, debug: bool, threads: int = 0,
              video: bool,
              csv: str | None = None,
              sample_fps: float | None = None, detect_size: int = 640) -> None:
@@ -162,7 +166,7 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
             prepare_dir(Path(csv).parent)  # fail before the analysis, not after it
         options = AnalysisOptions(model=model, device=device.value, detector=detector.value, min_face_px=min_face,
                                   every=every, scan_every_s=scan_every, full_scan_every_s=full_scan_every,
-                                  classify_every=classify_every,
+                                  classify_every=classify_every, inference_threads=threads,
                                   sample_fps=sample_fps,
                                   detect_size_px=detect_size)
         # --csv collects every input's rows into one file, so every input is analysed (no skipping).
@@ -230,6 +234,7 @@ def annotate(
     full_scan_every: FullScanEvery = DEFAULT_FULL_SCAN_S,
     classify_every: ClassifyEvery = DEFAULT_CLASSIFY_EVERY,
     detect_size: DetectSize = 640,
+    threads: Threads = 0,
     per_frame: PerFrame = False,
     overwrite: Overwrite = False,
     debug: Debug = False,
@@ -237,7 +242,7 @@ def annotate(
     """Write <stem>.annotated.mp4 (boxes, track ids, emotions; audio kept) plus the timeline CSV and PNG."""
     _run(videos, out=out, model=model, device=device, detector=detector, min_face=min_face, every=every,
          scan_every=scan_every, full_scan_every=full_scan_every, classify_every=classify_every, per_frame=per_frame,
-         overwrite=overwrite, debug=debug,
+         overwrite=overwrite, debug=debug, threads=threads,
          video=True,
          detect_size=detect_size)
 
@@ -262,6 +267,7 @@ def timeline(
     full_scan_every: FullScanEvery = DEFAULT_FULL_SCAN_S,
     classify_every: ClassifyEvery = DEFAULT_CLASSIFY_EVERY,
     detect_size: DetectSize = 640,
+    threads: Threads = 0,
     per_frame: PerFrame = False,
     overwrite: Overwrite = False,
     debug: Debug = False,
@@ -270,7 +276,7 @@ def timeline(
     without rendering video."""
     _run(videos, out=out, model=model, device=device, detector=detector, min_face=min_face, every=every,
          scan_every=scan_every, full_scan_every=full_scan_every, classify_every=classify_every, per_frame=per_frame,
-         overwrite=overwrite, debug=debug,
+         overwrite=overwrite, debug=debug, threads=threads,
          video=False, csv=csv,
          sample_fps=sample_fps, detect_size=detect_size)
 

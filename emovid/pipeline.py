@@ -63,6 +63,7 @@ class AnalysisOptions:
     max_gap_s: float = 1.0  # a track survives this long without detections
     batch_frames: int = 8  # frames whose faces are classified in one batch
     threaded: bool = True  # decode, and annotate + encode, in worker threads (emovid.stream); False: all in one
+    inference_threads: int = 0  # ONNX Runtime's intra-op threads per model on the CPU; 0: its default (one per core)
 
     @property
     def coarse_side_px(self) -> int | None:
@@ -88,6 +89,8 @@ class AnalysisOptions:
             raise ValueError(f"detect_size_px must be >= 32, got {self.detect_size_px}")
         if self.batch_frames < 1:
             raise ValueError(f"batch_frames must be >= 1, got {self.batch_frames}")
+        if self.inference_threads < 0:
+            raise ValueError(f"inference_threads must be >= 0, got {self.inference_threads}")
 
 
 @dataclass(frozen=True)
@@ -130,11 +133,12 @@ def load_models(options: AnalysisOptions) -> Models:
     """Load the face detector and the emotion classifier (ModelError / DeviceError on failure)."""
     from emovid.classify import load_classifier
 
-    classifier = load_classifier(options.model, options.device)
+    threads = options.inference_threads
+    classifier = load_classifier(options.model, options.device, intra_op_threads=threads)
     from emovid.detect import load_detector
 
     detector = load_detector(options.detector, device=options.device, min_face_px=options.min_face_px,
-                             max_side=options.detect_size_px)
+                             max_side=options.detect_size_px, intra_op_threads=threads)
     return Models(detector=detector, classifier=classifier)
 
 

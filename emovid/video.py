@@ -16,10 +16,11 @@ Reading
 
 Writing
 - `VideoSink(path, info, audio_from)` encodes H.264 (libx264, yuv420p, preset veryfast, crf 20) into an MP4
-  with one output frame per `write()` call, at `info.fps` (kept as a fraction: 29.97 stays 30000/1001), with
-  each frame's pts taken from its `timestamp_s` (variable frame rate survives; equal or decreasing timestamps
-  are nudged forward by one tick so no frame is ever dropped). The audio of `audio_from` is decoded and
-  re-encoded to AAC, interleaved with the video as it is written.
+  with one output frame per `write()` call (BGR to 4:2:0 by OpenCV, BT.601 limited range, as read_frames' to_bgr
+  reads it, and the stream tagged so: players then use that matrix at every size, HD included), at `info.fps`
+  (kept as a fraction: 29.97 stays 30000/1001), with each frame's pts taken from its `timestamp_s` (variable frame
+  rate survives; equal or decreasing timestamps are nudged forward by one tick so no frame is ever dropped). The
+  audio of `audio_from` is decoded and re-encoded to AAC, interleaved with the video as it is written.
 - Odd sizes: H.264 with 4:2:0 chroma can only code even widths and heights (its cropping works in 2-pixel
   units), so an odd side is padded by one pixel that repeats the last row/column: a 641x359 input is written
   as 642x360 whose top-left 641x359 pixels are the input. Even sizes are written unchanged.
@@ -45,6 +46,8 @@ log = logging.getLogger("emovid.video")
 
 CRF = 20
 PRESET = "veryfast"
+_SMPTE170M = 6  # AVColorSpace of BT.601 (525 lines), the matrix OpenCV's BGR<->YUV 4:2:0 conversions use
+_MPEG_RANGE = 1  # AVColorRange: limited (16-235), as OpenCV's 4:2:0 conversions
 AUDIO_CODEC = "aac"
 AUDIO_BIT_RATE = 128_000
 _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
@@ -344,6 +347,22 @@ class _AudioCopy:
         self.input.close()
 
 
+def _yuv420p_frame(i420: np.ndarray, size_wh: tuple[int, int]):
+    """A PyAV yuv420p VideoFrame from OpenCV's I420 layout ([H*3/2, W]: Y, then U, then V; even W and H), its planes
+    copied in place (a third faster than VideoFrame.from_ndarray)."""
+    import av
+
+    w, h = size_wh
+    frame = av.VideoFrame(w, h, "yuv420p")
+    flat = i420.reshape(-1)
+    start = 0
+    for plane, (plane_h, plane_w) in zip(frame.planes, ((h, w), (h // 2, w // 2), (h // 2, w // 2)), strict=True):
+        rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+        rows[:plane_h, :plane_w] = flat[start:start + plane_h * plane_w].reshape(plane_h, plane_w)
+        start += plane_h * plane_w
+    return frame
+
+
 class VideoSink:
     """Writes BGR frames as H.264 (yuv420p) MP4 at the input's size and frame rate, with the input's audio.
 
@@ -382,6 +401,8 @@ class VideoSink:
             stream.time_base = self.time_base
             stream.codec_context.time_base = self.time_base
             stream.options = {"preset": PRESET, "crf": str(CRF)}
+            stream.codec_context.colorspace = _SMPTE170M  # what write() converts with: players would assume BT.709
+            stream.codec_context.color_range = _MPEG_RANGE  # for HD if the stream said nothing
             self._stream = stream
             if self.audio_from is not None:
                 try:
@@ -412,7 +433,11 @@ class VideoSink:
         if self._last_pts is not None and pts <= self._last_pts:
             pts = self._last_pts + 1
         self._last_pts = pts
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+        import cv2
+
+        # OpenCV's BGR -> I420 (BT.601, limited range): 2.3-2.9x faster than swscale's (which libx264's bgr24 input
+        # would go through) and equal to it within one code value on real frames; the stream is tagged to match
+        frame = _yuv420p_frame(cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGR2YUV_I420), self.coded_wh)
         frame.pts = pts
         frame.time_base = self.time_base
         try:

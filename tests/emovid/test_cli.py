@@ -182,9 +182,10 @@ def test_annotate_writes_video_timeline_and_per_frame_rows(tmp_path, videos, loa
 def test_options_reach_the_pipeline(tmp_path, videos, loaded):
     result = invoke("timeline", videos / "a.mp4", "--out", tmp_path, "--sample-fps", "5", "--min-face", "24",
                     "--model", "ensemble", "--device", "cpu", "--classify-every", "3", "--full-scan-every", "4",
-                    "--detect-size", "480")
+                    "--detect-size", "480", "--threads", "3")
     assert result.exit_code == 0, result.output
     options = loaded[0]
+    assert options.inference_threads == 3
     assert (options.sample_fps, options.min_face_px, options.model, options.device) == (5.0, 24, "ensemble", "cpu")
     assert (options.classify_every, options.full_scan_every_s, options.coarse_side_px) == (3, 4.0, 240)
     rows = read_rows(tmp_path / "a.timeline.csv")
@@ -220,6 +221,7 @@ def test_an_unavailable_device_is_a_usage_error(tmp_path, monkeypatch):
     assert invoke("annotate", video, "--every", "0").exit_code == 2
     assert invoke("timeline", video, "--classify-every", "0").exit_code == 2
     assert invoke("timeline", video, "--full-scan-every", "-1").exit_code == 2
+    assert invoke("timeline", video, "--threads", "-1").exit_code == 2
 
 
 def test_end_to_end_with_the_real_detector_and_tracker(face_video, model_path, tmp_path):
@@ -272,6 +274,7 @@ def test_both_commands_detect_every_third_frame_by_default(tmp_path, videos, loa
     """annotate and timeline share the default (the same video gives the same timeline from either command)."""
     assert invoke("timeline", videos / "b.mp4", "--out", tmp_path / "t").exit_code == 0
     assert invoke("annotate", videos / "b.mp4", "--out", tmp_path / "a").exit_code == 0
-    defaults = [(o.every, o.scan_every_s, o.full_scan_every_s, o.classify_every, o.coarse_side_px) for o in loaded]
-    assert defaults == [(3, 0.5, 2.0, 2, 320)] * 2
+    defaults = [(o.every, o.scan_every_s, o.full_scan_every_s, o.classify_every, o.coarse_side_px,
+                 o.inference_threads) for o in loaded]
+    assert defaults == [(3, 0.5, 2.0, 2, 320, 0)] * 2
     assert (tmp_path / "t" / "b.timeline.csv").read_text() == (tmp_path / "a" / "b.timeline.csv").read_text()

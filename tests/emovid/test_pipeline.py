@@ -32,6 +32,7 @@ from emovid.pipeline import (
     analyse_frames,
     check_output_collisions,
     collect_inputs,
+    load_models,
     process_video,
     run_batch,
 )
@@ -161,6 +162,15 @@ def test_options_are_validated():
     assert AnalysisOptions(detect_size_px=63).coarse_side_px is None  # half would be under 32 px: every scan full
     with pytest.raises(ValueError, match="sample_fps"):
         AnalysisOptions(sample_fps=0)
+    with pytest.raises(ValueError, match="inference_threads"):
+        AnalysisOptions(inference_threads=-1)
+
+
+@pytest.mark.parametrize("threads", [1, 0])
+def test_load_models_gives_both_sessions_the_thread_count(threads):
+    models = load_models(AnalysisOptions(device="cpu", inference_threads=threads))
+    sessions = [models.detector.session] + [session for _, session, _ in models.classifier._members]
+    assert [s.get_session_options().intra_op_num_threads for s in sessions] == [threads] * len(sessions)
 
 
 # --- inputs -----------------------------------------------------------------------------------------------------

@@ -136,6 +136,25 @@ def test_sink_writes_h264_yuv420p_with_same_frames_rate_size_and_audio(tmp_path,
     assert np.abs(decoded[20].image.astype(int) - original[20].image).mean() < 6
 
 
+def test_sink_writes_bt601_limited_range_and_tags_it_at_hd_sizes_too(tmp_path):
+    """write() converts with OpenCV's BT.601 limited-range matrix, so the stream must say so (untagged HD would be
+    shown as BT.709 by players), and pure colours come back through read_frames within a few code values."""
+    colours = [(0, 0, 255), (0, 255, 0), (255, 0, 0), (40, 160, 220), (128, 128, 128)]
+    image = np.zeros((720, 1280, 3), np.uint8)
+    for i, colour in enumerate(colours):
+        image[:, i * 256:(i + 1) * 256] = colour
+    info = probe(media.write_frames(tmp_path / "in.mp4", [image]))
+    with VideoSink(tmp_path / "out.mp4", info) as sink:
+        sink.write(image, 0.0)
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        frame = next(container.decode(video=0))
+        assert (frame.colorspace, frame.color_range) == (6, 1)  # SMPTE 170M (BT.601), MPEG (limited) range
+    back = next(read_frames(tmp_path / "out.mp4")).image.astype(int)
+    for i, colour in enumerate(colours):
+        patch = back[100:620, i * 256 + 32:(i + 1) * 256 - 32].reshape(-1, 3).mean(0)
+        assert np.abs(patch - colour).max() < 4, (colour, patch)
+
+
 def test_sink_keeps_variable_frame_rate_timing(tmp_path):
     times = [0.0, 0.1, 0.15, 0.6, 0.62]
     source = media.write_frames(tmp_path / "vfr.mp4", marked(n=len(times)), timestamps_s=times)
