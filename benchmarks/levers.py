@@ -30,7 +30,6 @@ class Timing:
     def cpu_ms_per_frame(self, frames: int) -> float:
         return 1000 * self.cpu_s / frames
 
-
     @classmethod
     def of(cls, walls: list[float], cpus: list[float]) -> Timing:
         return cls(statistics.median(walls), min(walls), statistics.median(cpus), len(walls))
