@@ -401,8 +401,9 @@ class VideoSink:
             stream.time_base = self.time_base
             stream.codec_context.time_base = self.time_base
             stream.options = {"preset": PRESET, "crf": str(CRF)}
-            stream.codec_context.colorspace = _SMPTE170M  # what write() converts with: players would assume BT.709
-            stream.codec_context.color_range = _MPEG_RANGE  # for HD if the stream said nothing
+            # the matrix and range write() converts with (an untagged HD stream would be shown as BT.709)
+            stream.codec_context.colorspace = _SMPTE170M
+            stream.codec_context.color_range = _MPEG_RANGE
             self._stream = stream
             if self.audio_from is not None:
                 try:
