@@ -143,16 +143,14 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
     from emovid.outputs import prepare_dir, write_atomic
     from emovid.pipeline import (
         AnalysisOptions,
+        ModelsLoading,
         OutputOptions,
         check_output_collisions,
         collect_inputs,
         input_problems,
         run_batch,
     )
-    from emovid.progress import ConsoleReporter, failure_line, stderr_console, summary_table
-    from emovid.timeline import timelines_csv
 
-    console = stderr_console()
     if debug:
         _debug_logging()
     try:
@@ -173,10 +171,20 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
         outputs = OutputOptions(out_dir=out, video=video, csv=csv is None, png=True, frames=per_frame,
                                 overwrite=overwrite or csv is not None)
         check_output_collisions(paths, outputs)
+        # The models load in a thread (ONNX Runtime builds its sessions without the GIL) while this one imports
+        # the console, video and drawing modules: about 0.1 s of a run's start-up (BENCHMARKS.md, start-up).
+        models = ModelsLoading(options) if any(outputs.needs_work(p) for p in paths) else None
+        from emovid.progress import ConsoleReporter, stderr_console
+        from emovid.timeline import timelines_csv
+
+        if models is not None:
+            import av  # noqa: F401  (emovid.video's decoder and encoder)
+            import cv2  # noqa: F401  (frame conversion, drawing)
+        console = stderr_console()
         with ConsoleReporter(console) as reporter:
             for result in unmatched:
                 reporter.video_finished(result)
-            results = unmatched + run_batch(paths, options, outputs, reporter=reporter)
+            results = unmatched + run_batch(paths, options, outputs, reporter=reporter, models=models)
     except EmovidError as exc:  # nothing could run: no inputs, model or device unavailable
         if debug:
             traceback.print_exc()
@@ -204,6 +212,8 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
             except OutputError as exc:
                 typer.echo(f"error: {exc}", err=True)
                 raise typer.Exit(1) from None
+
+    from emovid.progress import failure_line, summary_table
 
     console.print(summary_table(results))
     where = f"in {out}" if out is not None else "beside each input"
@@ -291,4 +301,27 @@ else:
 
 
 def main() -> None:
-    app(prog_name="emovid")
+    """The `emovid` console script: the app, then a quick exit (see _exit)."""
+    try:
+        app(prog_name="emovid")
+    except SystemExit as exc:
+        _exit(exc.code)
+    _exit(0)
+
+
+def _exit(code: int | str | None) -> None:
+    """Flush stdout and stderr and end the process without the interpreter's teardown (freeing numpy's, OpenCV's,
+    PyAV's and ONNX Runtime's modules and sessions took about 0.1 s of every run; BENCHMARKS.md, start-up). Every
+    output is complete by then: written to a temporary file, closed and renamed. The normal exit after the training
+    commands (TensorFlow imported), while some other thread still runs, or for a message as exit code."""
+    import contextlib
+    import os
+    import threading
+
+    if (not isinstance(code, int | None) or "tensorflow" in sys.modules
+            or any(not t.daemon for t in threading.enumerate() if t is not threading.main_thread())):
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe (`--csv - | head`): nothing can reach it
+            stream.flush()
+    os._exit(code or 0)

@@ -108,6 +108,10 @@ class OutputOptions:
         return output_paths(video_path, self.out_dir, video=self.video, csv=self.csv, png=self.png,
                             frames=self.frames)
 
+    def needs_work(self, video_path: Path) -> bool:
+        """False when the video would be skipped: every wanted output exists and not `overwrite`."""
+        return self.overwrite or not self.paths_for(video_path).complete()
+
 
 NO_OUTPUTS = OutputOptions(csv=False, png=False)
 
@@ -140,6 +144,36 @@ def load_models(options: AnalysisOptions) -> Models:
     detector = load_detector(options.detector, device=options.device, min_face_px=options.min_face_px,
                              max_side=options.detect_size_px, intra_op_threads=threads)
     return Models(detector=detector, classifier=classifier)
+
+
+class ModelsLoading:
+    """`load_models(options)` running in a daemon thread from construction on; `result()` waits for it and returns
+    the Models, or raises what loading raised (ModelError, DeviceError...).
+
+    ONNX Runtime builds its sessions without holding the GIL, so the CLI starts this first and imports the video,
+    drawing and console modules and checks the inputs meanwhile (BENCHMARKS.md: start-up). A daemon thread, so an
+    interrupted or failed run does not wait for the models it will never use."""
+
+    def __init__(self, options: AnalysisOptions):
+        import threading
+
+        self._models: Models | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._load, args=(options,), name="emovid-load-models", daemon=True)
+        self._thread.start()
+
+    def _load(self, options: AnalysisOptions) -> None:
+        try:
+            self._models = load_models(options)
+        except BaseException as exc:  # re-raised in the caller's thread by result()
+            self._error = exc
+
+    def result(self) -> Models:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._models is not None
+        return self._models
 
 
 @dataclass(frozen=True)
@@ -558,20 +592,21 @@ class SilentReporter:
 
 def run_batch(paths: Sequence[Path], options: AnalysisOptions = AnalysisOptions(),
               outputs: OutputOptions = OutputOptions(), reporter: BatchReporter | None = None,
-              models: Models | None = None) -> list[VideoResult]:
+              models: Models | ModelsLoading | None = None) -> list[VideoResult]:
     """Process videos one after the other. A video that fails becomes a "failed" result (one-line error) and the
-    others still run. Models load once, when the first video needs them: ModelError / DeviceError from loading
-    propagate (nothing can run). KeyboardInterrupt propagates after the current video's temporaries are removed.
+    others still run. Models load once, when the first video needs them (or, given a ModelsLoading, are waited for
+    then): ModelError / DeviceError from loading propagate (nothing can run). KeyboardInterrupt propagates after the
+    current video's temporaries are removed.
     """
     reporter = reporter or SilentReporter()
     results = []
     for path in paths:
         path = Path(path)
-        if not outputs.overwrite and outputs.paths_for(path).complete():
+        if not outputs.needs_work(path):
             result = VideoResult(path=path, status="skipped", outputs=outputs.paths_for(path).paths())
         else:
-            if models is None:
-                models = load_models(options)
+            if models is None or isinstance(models, ModelsLoading):
+                models = load_models(options) if models is None else models.result()
                 reporter.models_loaded(models)
             callback = reporter.video_started(path)
             started = time.perf_counter()

@@ -117,9 +117,12 @@ def create_session(model_path: str | Path, device: Device | str = Device.auto, i
         if wanted[0] not in available:
             raise DeviceError(f"--device {device.value}: this onnxruntime build has no {wanted[0]} "
                               f"(available: {', '.join(sorted(available))})")
-    printed = io.StringIO()  # onnxruntime print()s a multi-line "EP Error" banner when a provider fails to start
+    # onnxruntime print()s a multi-line "EP Error" banner when a GPU provider fails to start and it falls back to the
+    # CPU: caught on its way to stdout. Only then: redirect_stdout swaps sys.stdout for every thread, and emovid
+    # loads its models in a thread while the main one goes on (pipeline.ModelsLoading).
+    printed = io.StringIO()
     try:
-        with contextlib.redirect_stdout(printed):
+        with contextlib.redirect_stdout(printed) if wanted != _PROVIDERS[Device.cpu] else contextlib.nullcontext():
             session = ort.InferenceSession(str(path), sess_options=session_options(intra_op_threads),
                                            providers=wanted)
     except Exception as exc:  # onnxruntime raises its own untyped errors for corrupt files

@@ -13,7 +13,7 @@ from emovid_fakes import FakeDetector, marker_script, synthetic_frames, write_vi
 from onnx_models import brightness_model
 from typer.testing import CliRunner
 
-from emovid import __version__
+from emovid import __version__, cli
 from emovid.classify import load_classifier
 from emovid.cli import app
 from emovid.pipeline import Models
@@ -75,6 +75,82 @@ def test_help_lists_the_commands_and_the_cli_module_imports_nothing_heavy():
             "'tensorflow'} & set(sys.modules); print(sorted(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+class Exited(Exception):
+    """What the fake os._exit raises, with the code it got."""
+
+
+class FlushRecorder(io.StringIO):
+    def __init__(self, log: list[str], name: str, fails: bool = False):
+        super().__init__()
+        self.log, self.name, self.fails = log, name, fails
+
+    def flush(self):
+        self.log.append(self.name)
+        if self.fails:
+            raise BrokenPipeError(32, "Broken pipe")
+
+
+def fake_os_exit(monkeypatch) -> list[str]:
+    """os._exit raises Exited(code); sys.stdout and sys.stderr record their flushes (stdout's pipe is closed).
+    Called in the test itself: pytest's output capture resets sys.stdout after a fixture's setup."""
+    def os_exit(code):
+        raise Exited(code)
+
+    flushed: list[str] = []
+    monkeypatch.setattr("os._exit", os_exit)
+    monkeypatch.setattr(sys, "stdout", FlushRecorder(flushed, "stdout", fails=True))
+    monkeypatch.setattr(sys, "stderr", FlushRecorder(flushed, "stderr"))
+    return flushed
+
+
+@pytest.mark.parametrize(("code", "expected"), [(0, 0), (None, 0), (1, 1), (2, 2), (130, 130)])
+def test_the_console_script_flushes_and_leaves_without_teardown(monkeypatch, code, expected):
+    flushed = fake_os_exit(monkeypatch)
+    with pytest.raises(Exited) as exited:
+        cli._exit(code)
+    assert exited.value.args == (expected,) and flushed == ["stdout", "stderr"]
+
+
+def test_the_console_script_exits_normally_after_training_with_a_thread_running_or_a_message(monkeypatch):
+    import threading
+    import types
+
+    flushed = fake_os_exit(monkeypatch)
+    with pytest.raises(SystemExit) as exited:
+        cli._exit("error: a message")
+    assert exited.value.code == "error: a message"
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait, args=(10,))
+    worker.start()
+    try:
+        with pytest.raises(SystemExit) as exited:
+            cli._exit(1)
+        assert exited.value.code == 1
+    finally:
+        stop.set()
+        worker.join()
+    monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
+    with pytest.raises(SystemExit):
+        cli._exit(0)
+    assert flushed == []  # never reached the quick exit
+
+
+def test_the_console_script_gives_the_command_s_exit_code_and_complete_output(videos, tmp_path):
+    """`main()` as the installed `emovid` runs it (real models): the CSV on stdout is whole, the codes are kept."""
+    def emovid(*args):
+        code = "import sys; from emovid.cli import main; sys.argv = ['emovid', *sys.argv[1:]]; main()"
+        return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True)
+
+    done = emovid("timeline", videos / "a.mp4", "--csv", "-")
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(io.StringIO(done.stdout)))
+    assert [r["second"] for r in rows] == ["0", "1"] and done.stdout.endswith("\n")
+    missing = emovid("timeline", tmp_path / "missing.mp4")
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"error: {tmp_path / 'missing.mp4'}: no such file or folder"
+    assert emovid("--version").stdout.strip() == f"emovid {__version__}"
 
 
 def test_no_inputs_found_is_a_usage_error(tmp_path):

@@ -23,10 +23,11 @@ from onnx_models import brightness_model
 from emovid import EMOTIONS
 from emovid.annotate import color_for
 from emovid.classify import load_classifier
-from emovid.errors import InputError
+from emovid.errors import InputError, ModelError
 from emovid.pipeline import (
     AnalysisOptions,
     Models,
+    ModelsLoading,
     OutputOptions,
     Sampler,
     analyse_frames,
@@ -338,6 +339,58 @@ def test_a_batch_reports_a_failing_video_and_runs_the_others(tmp_path, clip_25, 
     assert [r.status for r in results] == ["failed", "done"]
     assert "broken.mp4" in results[0].error and "\n" not in results[0].error
     assert files_in(tmp_path / "out") == ["clip25.timeline.csv", "clip25.timeline.png"]
+
+
+class RecordingReporter:
+    def __init__(self):
+        self.loaded: list[Models] = []
+        self.finished: list[str] = []
+
+    def models_loaded(self, models):
+        self.loaded.append(models)
+
+    def video_started(self, path):
+        return None
+
+    def video_finished(self, result):
+        self.finished.append(result.status)
+
+
+def test_a_batch_waits_for_models_loading_in_the_background(tmp_path, clip_25, models, monkeypatch):
+    import threading
+
+    release, threads = threading.Event(), []
+
+    def slow_load(options):
+        threads.append(threading.current_thread().name)
+        release.wait(10)  # still loading when run_batch asks for the models
+        return models
+
+    monkeypatch.setattr("emovid.pipeline.load_models", slow_load)
+    loading = ModelsLoading(AnalysisOptions())
+    threading.Timer(0.2, release.set).start()
+    reporter = RecordingReporter()
+    results = run_batch([clip_25, clip_25], AnalysisOptions(), OutputOptions(out_dir=tmp_path, overwrite=True),
+                        reporter=reporter, models=loading)
+    assert [r.status for r in results] == ["done", "done"] and reporter.finished == ["done", "done"]
+    assert reporter.loaded == [models] and threads == ["emovid-load-models"]  # loaded once, in its own thread
+    assert models.detector.calls > 0
+
+
+def test_a_loading_error_stops_the_batch_in_the_caller_unless_every_video_is_skipped(tmp_path, clip_25, models,
+                                                                                     monkeypatch):
+    def broken(options):
+        raise ModelError("bad.onnx: not a loadable ONNX model (truncated)")
+
+    monkeypatch.setattr("emovid.pipeline.load_models", broken)
+    outputs = OutputOptions(out_dir=tmp_path)
+    with pytest.raises(ModelError, match="bad.onnx"):  # not one "failed" video: nothing can run
+        run_batch([clip_25], AnalysisOptions(), outputs, models=ModelsLoading(AnalysisOptions()))
+    assert outputs.needs_work(clip_25)
+    run_batch([clip_25], AnalysisOptions(), outputs, models=models)
+    assert not outputs.needs_work(clip_25) and OutputOptions(out_dir=tmp_path, overwrite=True).needs_work(clip_25)
+    results = run_batch([clip_25], AnalysisOptions(), outputs, models=ModelsLoading(AnalysisOptions()))
+    assert [r.status for r in results] == ["skipped"]  # the models were never needed, so their error is not raised
 
 
 def test_sample_fps_analyses_fewer_frames(tmp_path, clip_25, models):
