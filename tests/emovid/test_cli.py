@@ -223,8 +223,25 @@ def test_complete_videos_are_skipped_unless_overwrite(tmp_path, videos, loaded):
     result = invoke("timeline", videos, "--out", out)
     assert result.exit_code == 0 and result.stderr.count("skipped") >= 2
     assert (out / "a.timeline.csv").read_text() == "marker"
+    assert len(loaded) == 1  # nothing to do: the models were not loaded
     result = invoke("timeline", videos, "--out", out, "--overwrite")
     assert result.exit_code == 0 and (out / "a.timeline.csv").read_text().startswith("video,")
+    assert len(loaded) == 2
+
+
+def test_the_models_load_in_their_own_thread_while_the_command_starts(tmp_path, videos, monkeypatch, model_path):
+    import threading
+
+    threads = []
+
+    def fake_load_models(options):
+        threads.append(threading.current_thread().name)
+        return Models(detector=FakeDetector(marker_script), classifier=load_classifier(model_path, "cpu"))
+
+    monkeypatch.setattr("emovid.pipeline.load_models", fake_load_models)
+    result = invoke("annotate", videos, "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert threads == ["emovid-load-models"]  # once for the batch, not in the main thread
 
 
 def test_a_failing_video_gives_exit_1_and_the_others_run(tmp_path, videos, loaded):
