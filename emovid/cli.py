@@ -172,19 +172,20 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
                                 overwrite=overwrite or csv is not None)
         check_output_collisions(paths, outputs)
         # The models load in a thread (ONNX Runtime builds its sessions without the GIL) while this one imports
-        # the console, video and drawing modules: about 0.1 s of a run's start-up (BENCHMARKS.md, start-up).
-        models = ModelsLoading(options) if any(outputs.needs_work(p) for p in paths) else None
+        # the console, video and drawing modules (with the quick exit of main(): 0.87 -> 0.67 s of fixed cost per
+        # run; BENCHMARKS.md, status).
+        loading = ModelsLoading(options) if any(outputs.needs_work(p) for p in paths) else None
         from emovid.progress import ConsoleReporter, stderr_console
         from emovid.timeline import timelines_csv
 
-        if models is not None:
+        if loading is not None:
             import av  # noqa: F401  (emovid.video's decoder and encoder)
             import cv2  # noqa: F401  (frame conversion, drawing)
         console = stderr_console()
         with ConsoleReporter(console) as reporter:
             for result in unmatched:
                 reporter.video_finished(result)
-            results = unmatched + run_batch(paths, options, outputs, reporter=reporter, models=models)
+            results = unmatched + run_batch(paths, options, outputs, reporter=reporter, models=loading)
     except EmovidError as exc:  # nothing could run: no inputs, model or device unavailable
         if debug:
             traceback.print_exc()
@@ -311,7 +312,7 @@ def main() -> None:
 
 def _exit(code: int | str | None) -> None:
     """Flush stdout and stderr and end the process without the interpreter's teardown (freeing numpy's, OpenCV's,
-    PyAV's and ONNX Runtime's modules and sessions took about 0.1 s of every run; BENCHMARKS.md, start-up). Every
+    PyAV's and ONNX Runtime's modules and sessions took about 0.07 s of every run; BENCHMARKS.md, status). Every
     output is complete by then: written to a temporary file, closed and renamed. The normal exit after the training
     commands (TensorFlow imported), while some other thread still runs, or for a message as exit code."""
     import contextlib

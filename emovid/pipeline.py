@@ -151,7 +151,7 @@ class ModelsLoading:
     the Models, or raises what loading raised (ModelError, DeviceError...).
 
     ONNX Runtime builds its sessions without holding the GIL, so the CLI starts this first and imports the video,
-    drawing and console modules and checks the inputs meanwhile (BENCHMARKS.md: start-up). A daemon thread, so an
+    drawing and console modules and checks the inputs meanwhile (BENCHMARKS.md, status). A daemon thread, so an
     interrupted or failed run does not wait for the models it will never use."""
 
     def __init__(self, options: AnalysisOptions):
