@@ -12,6 +12,7 @@ the reason (`--debug` adds tracebacks). Everything but `--csv -` data goes to st
 
 from __future__ import annotations
 
+import os
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -137,6 +138,10 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
              video: bool,
              csv: str | None = None,
              sample_fps: float | None = None, detect_size: int = 640) -> None:
+    # Before numpy's first import (emovid.pipeline's): numpy's OpenBLAS would start a thread per core that spins
+    # after start-up, 0.15-0.19 s of CPU per run (no wall-clock change measured; BENCHMARKS.md, status); emovid
+    # does no linear algebra.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import traceback
 
     from emovid.errors import EmovidError, OutputError
@@ -316,7 +321,6 @@ def _exit(code: int | str | None) -> None:
     output is complete by then: written to a temporary file, closed and renamed. The normal exit after the training
     commands (TensorFlow imported), while some other thread still runs, or for a message as exit code."""
     import contextlib
-    import os
     import threading
 
     if (not isinstance(code, int | None) or "tensorflow" in sys.modules

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -227,6 +228,35 @@ def test_complete_videos_are_skipped_unless_overwrite(tmp_path, videos, loaded):
     result = invoke("timeline", videos, "--out", out, "--overwrite")
     assert result.exit_code == 0 and (out / "a.timeline.csv").read_text().startswith("video,")
     assert len(loaded) == 2
+
+
+def test_the_analysis_commands_give_openblas_one_thread_unless_the_user_chose(tmp_path, videos, loaded, monkeypatch):
+    """Set before numpy's first import in a real run (the CLI module imports nothing heavy: see the --help test)."""
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    assert invoke("timeline", videos, "--out", tmp_path / "a").exit_code == 0
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    assert invoke("annotate", videos, "--out", tmp_path / "b").exit_code == 0
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "3"
+
+
+def test_numpy_is_first_imported_with_openblas_at_one_thread(videos):
+    """In a real `emovid timeline` process, an import hook reports the setting when numpy is first imported."""
+    code = ("import os, sys\n"
+            "class Hook:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'numpy':\n"
+            "            print('numpy imported, OPENBLAS_NUM_THREADS =', os.environ.get('OPENBLAS_NUM_THREADS'),\n"
+            "                  file=sys.stderr)\n"
+            "sys.meta_path.insert(0, Hook())\n"
+            "from emovid.cli import main\n"
+            "sys.argv = ['emovid', *sys.argv[1:]]\n"
+            "main()\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    done = subprocess.run([sys.executable, "-c", code, "timeline", str(videos / "a.mp4"), "--csv", "-"],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "numpy imported, OPENBLAS_NUM_THREADS = 1" in done.stderr.splitlines()
 
 
 def test_the_models_load_in_their_own_thread_while_the_command_starts(tmp_path, videos, monkeypatch, model_path):
