@@ -162,8 +162,10 @@ def emovid_command_line(command: str, clip: Path, model: Path | str, out_dir: Pa
 
 def floor_command_line(clip: Path, out_dir: Path) -> list[str]:
     """decode + encode (levers.decode_encode) as a whole process: Python's, numpy's, PyAV's and OpenCV's start-up
-    included, as in an emovid run; ends with os._exit like the emovid script (no interpreter teardown)."""
-    code = ("import os, sys; from pathlib import Path; sys.path.insert(0, sys.argv[3]); import levers; "
+    included, as in an emovid run; one OpenBLAS thread and os._exit at the end (no interpreter teardown), as the
+    emovid script has."""
+    code = ("import os, sys; os.environ.setdefault('OPENBLAS_NUM_THREADS', '1'); from pathlib import Path; "
+            "sys.path.insert(0, sys.argv[3]); import levers; "
             "levers.decode_encode(Path(sys.argv[1]), Path(sys.argv[2])); os._exit(0)")
     return [sys.executable, "-c", code, str(clip), str(out_dir), str(HERE)]
 
