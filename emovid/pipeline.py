@@ -2,7 +2,7 @@
 annotate + VideoSink (annotate only) -> timeline rows.
 
 Stages are generators over small records, so decode, inference and encode run in threads (emovid.stream:
-decoding ahead, annotate + encode behind; AnalysisOptions.threaded) without changing what each stage does: the
+decoding ahead, encoding behind; AnalysisOptions.threaded) without changing what each stage does: the
 threaded and sequential paths write the same CSVs. `process_video` analyses one video and writes its outputs atomically;
 `run_batch` runs many and turns each video's failure into a result; `analyze` is the notebook API.
 """
@@ -62,7 +62,7 @@ class AnalysisOptions:
     sample_fps: float | None = None  # analyse this many frames per second of video (None: every frame)
     max_gap_s: float = 1.0  # a track survives this long without detections
     batch_frames: int = 8  # frames whose faces are classified in one batch
-    threaded: bool = True  # decode, and annotate + encode, in worker threads (emovid.stream); False: all in one
+    threaded: bool = True  # decode, and encode, in worker threads (emovid.stream); False: all in one
     inference_threads: int = 0  # ONNX Runtime's intra-op threads per model on the CPU; 0: its default (one per core)
 
     @property
@@ -513,19 +513,20 @@ def process_video(path: Path | str, options: AnalysisOptions = AnalysisOptions()
             frames_file = csv.writer(frames_handle, lineterminator="\n")
             frames_file.writerow(FRAME_COLUMNS)
         frames = read_frames(path, info)
-        write_frame = writer = None
+        encode = writer = None
         if sink is not None:
-            def write_frame(item: AnalysedFrame) -> None:
-                faces = item.faces.faces if item.faces is not None else Faces.empty()
-                sink.write(annotate(item.image, faces, models.classifier.labels), item.timestamp_s)
+            def encode(drawn: tuple[np.ndarray, float]) -> None:
+                sink.write(*drawn)
         if options.threaded:  # decode ahead and encode behind the analysis; each exits before the sink does
             from emovid.stream import BackgroundWriter, Prefetch, queue_size
 
             depth = queue_size(info.size_wh[0] * info.size_wh[1] * 3)
             frames = stack.enter_context(Prefetch(frames, maxsize=depth, name="emovid-decode"))
-            if write_frame is not None:
-                writer = stack.enter_context(BackgroundWriter(write_frame, maxsize=depth, name="emovid-encode"))
-                write_frame = writer.submit
+            if encode is not None:
+                # Only the encoder in its thread: libx264 sets the pace, and drawing there too kept its frame threads
+                # waiting for the next frame (drawing here: 1.15x in process; BENCHMARKS.md, status).
+                writer = stack.enter_context(BackgroundWriter(encode, maxsize=depth, name="emovid-encode"))
+                encode = writer.submit
         stream = analyse_frames(frames, models, options, keep_images=sink is not None)
         for item in stream:
             decoded += 1
@@ -540,8 +541,9 @@ def process_video(path: Path | str, options: AnalysisOptions = AnalysisOptions()
                         raise output_error(paths.frames, exc) from None
                 if on_frame is not None:
                     on_frame(item.faces)
-            if write_frame is not None:
-                write_frame(item)
+            if encode is not None:
+                faces = item.faces.faces if item.faces is not None else Faces.empty()
+                encode((annotate(item.image, faces, models.classifier.labels), item.timestamp_s))
             if progress is not None:
                 progress(decoded, max(total, decoded))
         if decoded == 0:

@@ -1,5 +1,5 @@
-"""Run the ends of the frame pipeline in worker threads: decode ahead of the analysis (`Prefetch`) and annotate +
-encode behind it (`BackgroundWriter`), so decode, inference and encode overlap on several cores. FFmpeg (PyAV),
+"""Run the ends of the frame pipeline in worker threads: decode ahead of the analysis (`Prefetch`) and encode
+behind it (`BackgroundWriter`), so decode, inference and encode overlap on several cores. FFmpeg (PyAV),
 OpenCV and ONNX Runtime release the GIL while they work, so plain threads are enough.
 
 - Memory stays bounded: each hand-over is a queue of at most `maxsize` items (frames; `queue_size` picks
