@@ -622,7 +622,7 @@ def measure_levers(clips, main_spec: ClipSpec, long_spec: ClipSpec, run_model: P
     before = C("before: sequential, ORT spinning, batch 8", {"threaded": False, **exact}, {"spinning": True})
     full = C("now: threaded, no spinning, batch 8 (exact path)", exact)
     configs = [
-        ("threads (decode / classify / annotate+encode in worker threads)",
+        ("threads (decode / classify / encode in worker threads)",
          C("sequential", {"threaded": False, **exact}), full),
         ("ONNX Runtime idle threads spinning", C("spinning on", exact, {"spinning": True}), full),
         ("ONNX Runtime intra-op threads", C("1 thread", exact, {"intra_op_threads": 1}), full),
