@@ -62,7 +62,7 @@ class AnalysisOptions:
     sample_fps: float | None = None  # analyse this many frames per second of video (None: every frame)
     max_gap_s: float = 1.0  # a track survives this long without detections
     batch_frames: int = 8  # frames whose faces are classified in one batch
-    threaded: bool = True  # decode, and encode, in worker threads (emovid.stream); False: all in one
+    threaded: bool = True  # decode and encode in worker threads (emovid.stream); False: all in one
     inference_threads: int = 0  # ONNX Runtime's intra-op threads per model on the CPU; 0: its default (one per core)
 
     @property
