@@ -3,6 +3,10 @@ speed (±25 % within an hour) falls on both alike: the comparison to trust when 
 
     python benchmarks/ab.py --a="--full-scan-every 0" --b="" [--runs 7] [--seconds 10] [--command timeline annotate]
 
+    # two versions of the code, same options: a checkout of the old commit as side A
+    git worktree add /tmp/emovid-old <commit>
+    python benchmarks/ab.py --a-source /tmp/emovid-old --command annotate --runs 16
+
 Prints, per command, the median wall time, fps and CPU seconds of each side over --runs alternating pairs, the
 B/A speed ratio, and in how many of the pairs B was the faster. Clips as run_all.py builds them (640x360, 1 face).
 """
@@ -30,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=7, help="alternating pairs per command")
     parser.add_argument("--seconds", type=float, default=10.0, help="clip length (640x360, one face)")
     parser.add_argument("--command", nargs="+", default=["timeline", "annotate"], choices=["timeline", "annotate"])
+    parser.add_argument("--a-source", type=Path, help="a checkout whose emovid package side A runs instead of the "
+                        "installed one (put first on PYTHONPATH; same virtual environment)")
+    parser.add_argument("--b-source", type=Path, help="the same for side B")
     parser.add_argument("--model", default="best", help="emotion model (default: best, the default path)")
     parser.add_argument("--cache", type=Path, default=bench_inputs.DEFAULT_CACHE)
     args = parser.parse_args(argv)
@@ -38,8 +45,18 @@ def main(argv: list[str] | None = None) -> int:
     spec = bench_inputs.ClipSpec(run_all.SMALL, 1, args.seconds)
     clip, n = bench_inputs.clip(spec, args.cache), spec.frame_count
     sides = {"A": tuple(shlex.split(args.a)), "B": tuple(shlex.split(args.b))}
-    print(f"{spec.label}, {n} frames, model {args.model}, {args.runs} alternating pairs; load average "
-          f"{os.getloadavg()[0]:.1f}; A = {args.a or '(defaults)'}, B = {args.b or '(defaults)'}\n")
+    envs, names = {}, {}
+    for side, source in (("A", args.a_source), ("B", args.b_source)):
+        names[side] = getattr(args, side.lower()) or "(defaults)"
+        envs[side] = None
+        if source is not None:
+            if not (source / "emovid" / "__init__.py").is_file():
+                parser.error(f"--{side.lower()}-source {source}: no emovid package there")
+            envs[side] = {**os.environ, "PYTHONPATH": os.pathsep.join(
+                [str(source.resolve()), *filter(None, [os.environ.get("PYTHONPATH")])])}
+            names[side] += f" from {source}"
+    print(f"{spec.label}, {n} frames, model {args.model}, {args.runs} alternating pairs; CPU: "
+          f"{run_all.machine()['CPU']}; load average {os.getloadavg()[0]:.1f}; A = {names['A']}, B = {names['B']}\n")
     print("| command | A: wall s / fps / CPU s | B: wall s / fps / CPU s | B / A speed | pairs where B was faster |")
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="emovid-ab-") as name:
@@ -47,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             runs: dict[str, list] = {"A": [], "B": []}
             for _ in range(args.runs):
                 for side, extra in sides.items():
-                    measured = run_all.emovid_runs(command, clip, args.model, 1, Path(name) / side, extra)
+                    measured = run_all.emovid_runs(command, clip, args.model, 1, Path(name) / side, extra,
+                                                   env=envs[side])
                     if not measured.ok:
                         print(f"{command} {side}: {measured.error()}", file=sys.stderr)
                         return 1

@@ -12,6 +12,7 @@ ratio of the medians and as the median of each round's ratio.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -36,7 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     size = run_all.SMALL if args.size == "640x360" else run_all.LARGE
     spec = bench_inputs.ClipSpec(size, 1, args.seconds)
     clip, n = bench_inputs.clip(spec, args.cache), spec.frame_count
-    print(f"{spec.label}, {n} frames, {args.rounds} rounds\n")
+    # the CPU kind decides the result (the int8 models gain much more with AVX-512 VNNI), so every run names it
+    load = os.getloadavg()[0]
+    print(f"{spec.label}, {n} frames, {args.rounds} rounds; CPU: {run_all.machine()['CPU']}; "
+          f"load average at start {load:.2f}\n")
     print("| round | floor in-process (fps) | floor, whole process (fps) | annotate, whole process (fps) |")
     print("|---|---|---|---|")
     floor_s, floor_process_s, annotate_s = [], [], []

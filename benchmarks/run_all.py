@@ -170,12 +170,12 @@ def floor_command_line(clip: Path, out_dir: Path) -> list[str]:
     return [sys.executable, "-c", code, str(clip), str(out_dir), str(HERE)]
 
 
-def emovid_runs(command: str, clip: Path, model: Path | str, runs: int, out_dir: Path, extra: tuple[str, ...] = ()
-                ) -> Measured:
+def emovid_runs(command: str, clip: Path, model: Path | str, runs: int, out_dir: Path, extra: tuple[str, ...] = (),
+                env: dict[str, str] | None = None) -> Measured:
     cmd = emovid_command_line(command, clip, model, out_dir, extra)
     results = []
     for _ in range(runs):
-        result = run_process(cmd)
+        result = run_process(cmd, env=env)
         results.append(result)
         if result.returncode != 0:
             break
