@@ -37,7 +37,7 @@ DEFAULT_MAX_SIDE = 640
 REGION_PX = 128  # side of the network input for one window of detect_regions (a multiple of 32)
 REGION_CONTEXT = 2.0  # a window's side, in multiples of the face's longer side (room to move between detections)
 STRIDE = 4
-_OUTPUTS = ("heatmap", "scale", "offset")
+_OUTPUTS = ("heatmap", "scale", "offset", "landmarks")
 
 
 @runtime_checkable
@@ -104,10 +104,11 @@ def region_windows(xyxy: np.ndarray, frame_wh: tuple[int, int], context: float =
     return windows
 
 
-def decode(heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray, threshold: float) -> tuple[np.ndarray,
-                                                                                                    np.ndarray]:
-    """CenterFace outputs of one image ([1,H,W], [2,H,W], [2,H,W]) -> boxes xyxy [N,4] in network-input pixels
-    and scores [N] (before NMS)."""
+def decode(heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray, threshold: float,
+           landmarks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CenterFace outputs of one image ([1,H,W], [2,H,W], [2,H,W] and optionally [10,H,W]) -> boxes xyxy [N,4] and
+    landmarks [N,5,2] (x, y; NaN without `landmarks`) in network-input pixels, and scores [N] (before NMS).
+    Each landmark is stored as (dy, dx) fractions of its box's height and width from the box's top-left corner."""
     rows, cols = np.nonzero(heatmap[0] > threshold)
     scores = heatmap[0, rows, cols].astype(np.float32)
     box_h = np.exp(scale[0, rows, cols]) * STRIDE
@@ -115,7 +116,12 @@ def decode(heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray, threshold
     cy = (rows + offset[0, rows, cols] + 0.5) * STRIDE
     cx = (cols + offset[1, rows, cols] + 0.5) * STRIDE
     xyxy = np.stack([cx - box_w / 2, cy - box_h / 2, cx + box_w / 2, cy + box_h / 2], axis=1).astype(np.float32)
-    return xyxy.reshape(-1, 4), scores
+    points = np.full((len(rows), 5, 2), np.nan, np.float32)
+    if landmarks is not None and len(rows):
+        fractions = landmarks[:, rows, cols].T.reshape(-1, 5, 2)  # [N,5,(dy,dx)]
+        points[:, :, 0] = xyxy[:, None, 0] + fractions[:, :, 1] * box_w[:, None]
+        points[:, :, 1] = xyxy[:, None, 1] + fractions[:, :, 0] * box_h[:, None]
+    return xyxy.reshape(-1, 4), scores, points
 
 
 class CenterFaceDetector:
@@ -174,9 +180,9 @@ class CenterFaceDetector:
         _paste_rgb(blob[0], image, (rw, rh))
         return blob, scale
 
-    def _run(self, blob: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        heatmap, box_scale, offset = self.session.run(list(_OUTPUTS), {self.input_name: blob})
-        return heatmap, box_scale, offset
+    def _run(self, blob: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        heatmap, box_scale, offset, landmarks = self.session.run(list(_OUTPUTS), {self.input_name: blob})
+        return heatmap, box_scale, offset, landmarks
 
     def detect(self, image_bgr: np.ndarray, max_side: int | None = None) -> Faces:
         """The faces of the whole frame, seen at `max_side` (None: the detector's own; emovid.schedule's coarse
@@ -185,9 +191,9 @@ class CenterFaceDetector:
             raise ValueError(f"max_side must be >= 32, got {max_side}")
         blob, scale = self.preprocess(image_bgr, max_side)
         h, w = np.asarray(image_bgr).shape[:2]
-        heatmap, box_scale, offset = self._run(blob)
-        xyxy, scores = decode(heatmap[0], box_scale[0], offset[0], self.threshold)
-        return self._finish(xyxy / scale, scores, (w, h))
+        heatmap, box_scale, offset, landmarks = self._run(blob)
+        xyxy, scores, points = decode(heatmap[0], box_scale[0], offset[0], self.threshold, landmarks[0])
+        return self._finish(xyxy / scale, scores, points / scale, (w, h))
 
     def detect_regions(self, image_bgr: np.ndarray, windows_xyxy: np.ndarray) -> Faces:
         """Faces inside the windows (int [N,4] xyxy frame pixels, see region_windows), in frame pixels: each
@@ -212,30 +218,33 @@ class CenterFaceDetector:
             scales[i] = min(1.0, REGION_PX / max(x1 - x0, y1 - y0))
             size_wh = (max(1, int(round((x1 - x0) * scales[i]))), max(1, int(round((y1 - y0) * scales[i]))))
             _paste_rgb(blob[i], image[y0:y1, x0:x1], size_wh)
-        heatmap, box_scale, offset = self._run(blob)
-        boxes, scores = [], []
+        heatmap, box_scale, offset, landmarks = self._run(blob)
+        boxes, scores, all_points = [], [], []
         for i, (x0, y0, x1, y1) in enumerate(windows):
-            xyxy, score = decode(heatmap[i], box_scale[i], offset[i], self.threshold)
+            xyxy, score, points = decode(heatmap[i], box_scale[i], offset[i], self.threshold, landmarks[i])
             xyxy = xyxy / scales[i] + np.array([x0, y0, x0, y0], np.float32)
+            points = points / scales[i] + np.array([x0, y0], np.float32)
             cx, cy = (xyxy[:, 0] + xyxy[:, 2]) / 2, (xyxy[:, 1] + xyxy[:, 3]) / 2
             inside = (cx >= x0) & (cx < x1) & (cy >= y0) & (cy < y1)
             boxes.append(xyxy[inside])
             scores.append(score[inside])
-        return self._finish(np.concatenate(boxes), np.concatenate(scores), (w, h))
+            all_points.append(points[inside])
+        return self._finish(np.concatenate(boxes), np.concatenate(scores), np.concatenate(all_points), (w, h))
 
-    def _finish(self, xyxy: np.ndarray, scores: np.ndarray, frame_wh: tuple[int, int]) -> Faces:
-        """Boxes in frame pixels (before NMS) -> NMS, clipped to the frame, min_face_px, sorted by x0, y0."""
+    def _finish(self, xyxy: np.ndarray, scores: np.ndarray, points: np.ndarray, frame_wh: tuple[int, int]) -> Faces:
+        """Boxes and landmarks in frame pixels (before NMS) -> NMS, boxes clipped to the frame (landmarks are not:
+        they place a face cut by the frame edge), min_face_px, sorted by x0, y0."""
         if len(scores) == 0:
             return Faces.empty()
         w, h = frame_wh
         keep = nms(xyxy, scores, self.nms_iou)
-        xyxy, scores = xyxy[keep], scores[keep]
+        xyxy, scores, points = xyxy[keep], scores[keep], points[keep]
         xyxy = np.clip(xyxy, 0, [w, h, w, h]).astype(np.float32)
         sides = np.minimum(xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1])
         mask = (sides > 0) & (sides >= self.min_face_px)
-        xyxy, scores = xyxy[mask], scores[mask]
+        xyxy, scores, points = xyxy[mask], scores[mask], points[mask]
         order = np.lexsort((xyxy[:, 1], xyxy[:, 0]))
-        return Faces.from_boxes(xyxy[order], np.clip(scores[order], 0, 1))
+        return Faces.from_boxes(xyxy[order], np.clip(scores[order], 0, 1), points[order])
 
 
 def _paste_rgb(blob_chw: np.ndarray, image_bgr: np.ndarray, size_wh: tuple[int, int]) -> None:

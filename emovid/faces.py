@@ -10,6 +10,7 @@ import numpy as np
 from emovid import EMOTIONS
 
 N_EMOTIONS = len(EMOTIONS)
+N_LANDMARKS = 5
 NO_TRACK = -1
 
 
@@ -29,12 +30,15 @@ class Faces:
     confidence: float32 [N] detector score in [0,1].
     track_id: int64 [N]; NO_TRACK (-1) until the tracker assigns one.
     probs: float32 [N,7] emotion probabilities in EMOTIONS order; NaN until classified.
+    landmarks: float32 [N,5,2] (x, y) pixels of the eyes, nose tip and mouth corners, image-left first in each
+        pair (the detector's five points); NaN where unknown. None builds all-NaN landmarks.
     """
 
     xyxy: np.ndarray
     confidence: np.ndarray
     track_id: np.ndarray
     probs: np.ndarray
+    landmarks: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         raw_xyxy = np.reshape(self.xyxy, (-1, 4)) if np.size(self.xyxy) == 0 else self.xyxy
@@ -45,6 +49,9 @@ class Faces:
             "confidence": _frozen(np.reshape(self.confidence, (-1,)), np.float32, (), "confidence"),
             "track_id": _frozen(np.reshape(self.track_id, (-1,)), np.int64, (), "track_id"),
             "probs": _frozen(np.reshape(self.probs, (-1, N_EMOTIONS)), np.float32, (N_EMOTIONS,), "probs"),
+            "landmarks": _frozen(np.full((n, N_LANDMARKS, 2), np.nan, np.float32) if self.landmarks is None
+                                 else np.reshape(self.landmarks, (-1, N_LANDMARKS, 2)), np.float32,
+                                 (N_LANDMARKS, 2), "landmarks"),
         }
         for name, value in fields.items():
             if len(value) != n:
@@ -56,9 +63,10 @@ class Faces:
         return cls.from_boxes(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32))
 
     @classmethod
-    def from_boxes(cls, xyxy: np.ndarray, confidence: np.ndarray) -> Faces:
+    def from_boxes(cls, xyxy: np.ndarray, confidence: np.ndarray, landmarks: np.ndarray | None = None) -> Faces:
         n = len(xyxy)
-        return cls(xyxy, confidence, np.full(n, NO_TRACK, np.int64), np.full((n, N_EMOTIONS), np.nan, np.float32))
+        return cls(xyxy, confidence, np.full(n, NO_TRACK, np.int64), np.full((n, N_EMOTIONS), np.nan, np.float32),
+                   landmarks)
 
     def __len__(self) -> int:
         return int(self.xyxy.shape[0])
@@ -67,7 +75,8 @@ class Faces:
         """Select faces with a boolean mask, an index array or a slice."""
         if isinstance(index, (int, np.integer)):
             index = [int(index)]
-        return Faces(self.xyxy[index], self.confidence[index], self.track_id[index], self.probs[index])
+        return Faces(self.xyxy[index], self.confidence[index], self.track_id[index], self.probs[index],
+                     self.landmarks[index])
 
     def with_track_ids(self, track_id: np.ndarray) -> Faces:
         return dataclasses.replace(self, track_id=track_id)

@@ -117,5 +117,6 @@ def _merged(a: Faces, b: Faces) -> Faces:
     """The faces of both, sorted by x0, then y0 (the detector's order)."""
     xyxy = np.concatenate([a.xyxy, b.xyxy])
     confidence = np.concatenate([a.confidence, b.confidence])
+    landmarks = np.concatenate([a.landmarks, b.landmarks])
     order = np.lexsort((xyxy[:, 1], xyxy[:, 0]))
-    return Faces.from_boxes(xyxy[order], confidence[order])
+    return Faces.from_boxes(xyxy[order], confidence[order], landmarks[order])

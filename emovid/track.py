@@ -36,6 +36,7 @@ class _Track:
     velocity: np.ndarray  # float64 [2], box centre px/s
     last_s: float
     confidence: float
+    landmarks_rel: np.ndarray  # float64 [5,2] last landmarks as fractions of the box (NaN when unknown)
     hits: int = 1
 
     def predict(self, timestamp_s: float, max_gap_s: float) -> np.ndarray:
@@ -115,10 +116,12 @@ class FaceTracker:
                 track.xyxy = boxes[c].copy()
                 track.last_s = timestamp_s
                 track.confidence = float(faces.confidence[c])
+                track.landmarks_rel = _relative(faces.landmarks[c], boxes[c])
                 track.hits += 1
                 ids[c] = track.track_id
         for c in np.nonzero(ids < 0)[0]:
-            track = _Track(self._next_id, boxes[c].copy(), np.zeros(2), timestamp_s, float(faces.confidence[c]))
+            track = _Track(self._next_id, boxes[c].copy(), np.zeros(2), timestamp_s, float(faces.confidence[c]),
+                           _relative(faces.landmarks[c], boxes[c]))
             self._next_id += 1
             self._tracks.append(track)
             ids[c] = track.track_id
@@ -160,9 +163,18 @@ class FaceTracker:
         tracks = [by_id[i] for i in sorted(self._visible) if i in by_id and self._alive(by_id[i], timestamp_s)]
         if not tracks:
             return Faces.empty()
-        xyxy = np.stack([t.predict(timestamp_s, self.max_gap_s) for t in tracks]).astype(np.float32)
+        xyxy = np.stack([t.predict(timestamp_s, self.max_gap_s) for t in tracks])
         confidence = np.array([t.confidence for t in tracks], np.float32)
-        return Faces.from_boxes(xyxy, confidence).with_track_ids(np.array([t.track_id for t in tracks], np.int64))
+        rel = np.stack([t.landmarks_rel for t in tracks])
+        landmarks = xyxy[:, None, :2] + rel * (xyxy[:, None, 2:] - xyxy[:, None, :2])
+        faces = Faces.from_boxes(xyxy.astype(np.float32), confidence, landmarks.astype(np.float32))
+        return faces.with_track_ids(np.array([t.track_id for t in tracks], np.int64))
+
+
+def _relative(landmarks: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
+    """Landmarks [5,2] as fractions of the box (moved and scaled with it when the box is predicted)."""
+    size = np.maximum(xyxy[2:] - xyxy[:2], 1e-6)
+    return (np.asarray(landmarks, np.float64) - xyxy[:2]) / size
 
 
 def _centre(xyxy: np.ndarray) -> np.ndarray:
