@@ -124,11 +124,14 @@ def region_ms(images: list[np.ndarray], runs: int = 3) -> tuple[float, float]:
 
 def face_crops(path: Path, n_frames: int = 120) -> np.ndarray:
     """float32 [N,48,48,1] crops of the faces CenterFace finds in the first frames of `path`."""
-    from emovid.classify import crop_faces
+    from emovid.crop import crop_faces
     from emovid.detect import CenterFaceDetector
 
     detector = CenterFaceDetector(device="cpu")
-    crops = [crop_faces(image, detector.detect(image).xyxy) for image in sample_frames(path, n_frames)]
+    crops = []
+    for image in sample_frames(path, n_frames):
+        faces = detector.detect(image)
+        crops.append(crop_faces(image, faces.xyxy, faces.landmarks))
     return np.concatenate(crops, axis=0)
 
 

@@ -1,4 +1,4 @@
-"""Emotion classification: square face crops and the ONNX emotion models (single or ensemble).
+"""Emotion classification: the ONNX emotion models (single or ensemble) on face crops (emovid.crop).
 
 The model contract (written by `training`, read here): input float32 [N,48,48,1] raw grayscale 0-255 with a
 dynamic N, output float32 [N,7] probabilities in EMOTIONS order, preprocessing inside the graph; metadata
@@ -16,64 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from emovid import EMOTIONS
+from emovid.crop import CROP_SIZE
 from emovid.errors import ModelError
 from emovid.runtime import Device, RuntimeInfo, cpu_only, create_session
 
-CROP_SIZE = 48
-DEFAULT_MARGIN = 0.25
 SHIPPED = ("scratch", "mobilenetv2", "vgg16")
 INT8_SUFFIX = "-int8"  # <name>-int8.onnx: int8 copy of a shipped model (training.quantize; < 0.5 point lost)
 ENSEMBLE = "ensemble"
 BEST = "best"
 MODEL_CHOICES = (BEST, *SHIPPED, ENSEMBLE)
 MAX_BATCH = 64  # faces per ONNX Runtime call (bounds memory for VGG16)
-
-
-# --- crops ------------------------------------------------------------------------------------------------------
-
-
-def crop_boxes(xyxy: np.ndarray, margin: float = DEFAULT_MARGIN) -> np.ndarray:
-    """int64 [N,4] square crop windows (x0, y0, x1, y1), end-exclusive, in frame pixels (may leave the frame).
-
-    Each window is centred on its box; its side is (1 + margin) x the box's longer side, i.e. margin/2 of the
-    side is added on every edge (margin=0.25 adds 12.5 % around a square box), and at least one pixel.
-    """
-    boxes = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
-    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
-    side = np.max(boxes[:, 2:] - boxes[:, :2], axis=1) * (1.0 + margin)
-    side = np.maximum(np.nan_to_num(np.round(side), nan=1.0), 1.0)
-    start = np.floor(np.nan_to_num(centre - side[:, None] / 2) + 0.5)
-    return np.concatenate([start, start + side[:, None]], axis=1).astype(np.int64)
-
-
-def crop_faces(image_bgr: np.ndarray, xyxy: np.ndarray, margin: float = DEFAULT_MARGIN,
-               size: int = CROP_SIZE) -> np.ndarray:
-    """float32 [N,size,size,1] grayscale 0-255 square crops around each box (see `crop_boxes`).
-
-    Parts of a window outside the frame repeat the nearest edge pixel (border replication), so faces at the
-    frame edge keep their size and position in the crop. Resized with INTER_AREA.
-    """
-    import cv2
-
-    image = np.asarray(image_bgr)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"crop_faces needs a BGR image [H,W,3], got shape {image.shape}")
-    windows = crop_boxes(xyxy, margin)
-    out = np.empty((len(windows), size, size, 1), np.float32)
-    height, width = image.shape[:2]
-    for i, (x0, y0, x1, y1) in enumerate(windows):
-        cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)  # the part inside the frame
-        if cx0 < cx1 and cy0 < cy1:
-            gray = cv2.cvtColor(np.ascontiguousarray(image[cy0:cy1, cx0:cx1]), cv2.COLOR_BGR2GRAY)
-            if (cx0, cy0, cx1, cy1) != (x0, y0, x1, y1):  # grey first, then the border: a third of the pixels
-                gray = cv2.copyMakeBorder(gray, int(cy0 - y0), int(y1 - cy1), int(cx0 - x0), int(x1 - cx1),
-                                          cv2.BORDER_REPLICATE)
-        else:  # the window misses the frame: every pixel repeats the nearest edge pixel
-            rows = np.clip(np.arange(y0, y1), 0, height - 1)
-            cols = np.clip(np.arange(x0, x1), 0, width - 1)
-            gray = cv2.cvtColor(np.ascontiguousarray(image[rows[:, None], cols[None, :]]), cv2.COLOR_BGR2GRAY)
-        out[i, :, :, 0] = cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
-    return out
 
 
 # --- model files and metadata -------------------------------------------------------------------------------------

@@ -33,6 +33,11 @@ app = typer.Typer(
 )
 
 
+class Framing(StrEnum):
+    aligned = "aligned"
+    box = "box"
+
+
 class Detector(StrEnum):
     auto = "auto"
     centerface = "centerface"
@@ -96,6 +101,9 @@ Threads = Annotated[int, typer.Option(
     "--threads", min=0, metavar="N",
     help="ONNX Runtime threads per model on the CPU (default 0: its own choice, one per core; see BENCHMARKS.md "
          "for what 1 changes).")]
+FramingOpt = Annotated[Framing, typer.Option(
+    "--framing", help="How a face is cut out for the emotion model: aligned (its eyes, nose and mouth moved to where "
+                      "FER2013's faces have them) or box (a square of the detector's box).")]
 PerFrame = Annotated[bool, typer.Option(
     "--per-frame", help="Also write <stem>.frames.csv (one row per face per analysed frame).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Redo videos whose outputs already exist.")]
@@ -134,7 +142,7 @@ def _run(videos: list[str], **options) -> None:
 
 def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device, detector: Detector, min_face: int,
              every: int, scan_every: float, full_scan_every: float, classify_every: int, per_frame: bool,
-             overwrite: bool, debug: bool, threads: int = 0,
+             overwrite: bool, debug: bool, threads: int = 0, framing: Framing = Framing.aligned,
              video: bool,
              csv: str | None = None,
              sample_fps: float | None = None, detect_size: int = 640) -> None:
@@ -170,7 +178,7 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
         options = AnalysisOptions(model=model, device=device.value, detector=detector.value, min_face_px=min_face,
                                   every=every, scan_every_s=scan_every, full_scan_every_s=full_scan_every,
                                   classify_every=classify_every, inference_threads=threads,
-                                  sample_fps=sample_fps,
+                                  sample_fps=sample_fps, framing=framing.value,
                                   detect_size_px=detect_size)
         # --csv collects every input's rows into one file, so every input is analysed (no skipping).
         outputs = OutputOptions(out_dir=out, video=video, csv=csv is None, png=True, frames=per_frame,
@@ -251,6 +259,7 @@ def annotate(
     classify_every: ClassifyEvery = DEFAULT_CLASSIFY_EVERY,
     detect_size: DetectSize = 640,
     threads: Threads = 0,
+    framing: FramingOpt = Framing.aligned,
     per_frame: PerFrame = False,
     overwrite: Overwrite = False,
     debug: Debug = False,
@@ -258,7 +267,7 @@ def annotate(
     """Write <stem>.annotated.mp4 (boxes, track ids, emotions; audio kept) plus the timeline CSV and PNG."""
     _run(videos, out=out, model=model, device=device, detector=detector, min_face=min_face, every=every,
          scan_every=scan_every, full_scan_every=full_scan_every, classify_every=classify_every, per_frame=per_frame,
-         overwrite=overwrite, debug=debug, threads=threads,
+         overwrite=overwrite, debug=debug, threads=threads, framing=framing,
          video=True,
          detect_size=detect_size)
 
@@ -284,6 +293,7 @@ def timeline(
     classify_every: ClassifyEvery = DEFAULT_CLASSIFY_EVERY,
     detect_size: DetectSize = 640,
     threads: Threads = 0,
+    framing: FramingOpt = Framing.aligned,
     per_frame: PerFrame = False,
     overwrite: Overwrite = False,
     debug: Debug = False,
@@ -292,7 +302,7 @@ def timeline(
     without rendering video."""
     _run(videos, out=out, model=model, device=device, detector=detector, min_face=min_face, every=every,
          scan_every=scan_every, full_scan_every=full_scan_every, classify_every=classify_every, per_frame=per_frame,
-         overwrite=overwrite, debug=debug, threads=threads,
+         overwrite=overwrite, debug=debug, threads=threads, framing=framing,
          video=False, csv=csv,
          sample_fps=sample_fps, detect_size=detect_size)
 

@@ -235,16 +235,43 @@ def _print_table(evaluation) -> None:
 
 
 def evaluate_command(
-    data: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="FER2013-format file (.csv or .csv.gz).")],
-    split: Annotated[str, typer.Option(help="Training, PublicTest or PrivateTest.")] = "PrivateTest",
+    data: Annotated[Path | None, typer.Option(
+        exists=True, dir_okay=False, help="FER2013-format file (.csv or .csv.gz): score the models on its images.")]
+    = None,
+    videos: Annotated[Path | None, typer.Option(
+        "--videos", exists=True, dir_okay=False, metavar="LABELS.csv",
+        help="Labelled clips (columns file,emotion[,start_s,end_s,...]): run the video pipeline on each clip and "
+             "score the emotion of its main face.")] = None,
+    split: Annotated[str, typer.Option(help="With --data: Training, PublicTest or PrivateTest.")] = "PrivateTest",
     model: Annotated[list[str] | None, typer.Option(
         help="scratch, mobilenetv2, vgg16, scratch-int8, ensemble or PATH.onnx (repeatable; default all shipped "
-             "float models + ensemble).")]
+             "float models + ensemble; with --videos also best, the default there).")]
     = None,
+    peer: Annotated[list[Path] | None, typer.Option(
+        exists=True, dir_okay=False, metavar="JSON",
+        help="With --videos: a peer's clip probabilities to score beside emovid's (JSON {clip: {\"probs\": [7]}}, "
+             "e.g. from benchmarks/peer_clips.py; repeatable).")] = None,
+    only: Annotated[list[str] | None, typer.Option(
+        metavar="COLUMN=VALUE", help="With --videos: only the rows where COLUMN equals VALUE (repeatable).")] = None,
+    group_by: Annotated[str | None, typer.Option(
+        metavar="COLUMN", help="With --videos: also report accuracy per value of COLUMN (e.g. dataset).")] = None,
+    framing: Annotated[str, typer.Option(help="With --videos: face framing, aligned or box.")] = "aligned",
     json_output: Annotated[bool, typer.Option("--json", help="Print the results as JSON instead of a table.")] = False,
     confusion_png: Annotated[Path | None, typer.Option(help="Also write the confusion matrices to this PNG.")] = None,
 ) -> None:
-    """Accuracy, per-class recall and confusion matrices of ONNX models on a FER2013 split (ONNX Runtime only)."""
+    """Accuracy, per-class recall and confusion matrices of the emotion models: on a FER2013 split (--data) or on
+    labelled video clips through the whole pipeline (--videos).
+
+    Examples:
+      emovid evaluate --data fer2013.csv.gz
+      emovid evaluate --videos clips/labels.csv --group-by dataset --model best --model ensemble
+    """
+    if (data is None) == (videos is None):
+        raise typer.BadParameter("give either --data FILE (FER2013 images) or --videos LABELS.csv (clips)",
+                                 param_hint="--data / --videos")
+    if videos is not None:
+        _evaluate_videos(videos, model, peer or [], only or [], group_by, framing, json_output)
+        return
     if split not in ("Training", "PublicTest", "PrivateTest"):
         raise typer.BadParameter("expected Training, PublicTest or PrivateTest", param_hint="--split")
     models, ensemble = resolve_models(model)
@@ -265,6 +292,84 @@ def evaluate_command(
         _print_table(evaluation)
     if confusion_png is not None:
         typer.echo(f"wrote {confusion_png}", err=json_output)
+
+
+def _evaluate_videos(labels: Path, models: list[str] | None, peers: list[Path], only: list[str],
+                     group_by: str | None, framing: str, json_output: bool) -> None:
+    import json
+
+    from emovid.errors import EmovidError
+    from emovid.pipeline import AnalysisOptions, load_models
+    from emovid.video_eval import predict_clips, read_labels, read_peer, score_clips
+
+    selection = {}
+    for item in only:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{item!r}: expected COLUMN=VALUE", param_hint="--only")
+        selection[key] = value
+    if framing not in ("aligned", "box"):
+        raise typer.BadParameter(f"{framing!r}: expected aligned or box", param_hint="--framing")
+    try:
+        clips = read_labels(labels, selection)
+        if group_by is not None and any(group_by not in c.extra for c in clips):
+            raise typer.BadParameter(f"{labels} has no column {group_by!r}", param_hint="--group-by")
+        scores = []
+        for name in models or ["best"]:
+            options = AnalysisOptions(model=name, framing=framing)
+            loaded = load_models(options)
+            probs = predict_clips(clips, loaded, options)
+            scores.append(score_clips(loaded.classifier.name, clips, probs, group_by))
+        for path in peers:
+            scores.append(score_clips(path.stem, clips, read_peer(path), group_by))
+    except EmovidError as exc:
+        raise _fail(exc) from None
+    if json_output:
+        typer.echo(json.dumps({"labels": str(labels), "clips": len(clips), "models": [s.to_dict() for s in scores]},
+                              indent=1))
+        return
+    _print_video_table(labels, clips, scores, group_by)
+
+
+def _print_video_table(labels: Path, clips, scores, group_by: str | None) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from emovid import EMOTIONS
+
+    console = Console()
+    table = Table(title=f"{labels.name}: {len(clips)} labelled clips (clip-level accuracy, main face)",
+                  title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1),
+                  collapse_padding=True)
+    table.add_column("model", no_wrap=True)
+    table.add_column("accuracy", justify="right")
+    table.add_column("no face", justify="right")
+    for label in EMOTIONS:
+        table.add_column(label, justify="right")
+    for score in scores:
+        recalls = [("-" if r is None else f"{r:.0%}") for r in score.recall().values()]
+        table.add_row(score.name, f"{score.accuracy:.1%} ({score.correct}/{score.n_clips})", str(score.no_face),
+                      *recalls)
+    console.print(table)
+    console.print("per-class columns: recall (share of each true class predicted correctly)", highlight=False)
+    if group_by is not None:
+        groups = Table(title=f"accuracy by {group_by}", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
+        groups.add_column(group_by)
+        for score in scores:
+            groups.add_column(score.name, justify="right")
+        for value in scores[0].groups:
+            groups.add_row(value or "(empty)", *(f"{s.groups[value][0]}/{s.groups[value][1]}" for s in scores))
+        console.print(groups)
+    for score in scores:
+        matrix = Table(title=f"{score.name}: confusion (rows: true, columns: predicted)", title_justify="left",
+                       box=box.SIMPLE_HEAD, show_edge=False)
+        matrix.add_column("")
+        for label in EMOTIONS:
+            matrix.add_column(label[:4], justify="right")
+        for i, label in enumerate(EMOTIONS):
+            matrix.add_row(label, *(str(v) for v in score.confusion[i]))
+        console.print(matrix)
 
 
 def register(app: typer.Typer) -> None:

@@ -64,6 +64,8 @@ class AnalysisOptions:
     batch_frames: int = 8  # frames whose faces are classified in one batch
     threaded: bool = True  # decode and encode in worker threads (emovid.stream); False: all in one
     inference_threads: int = 0  # ONNX Runtime's intra-op threads per model on the CPU; 0: its default (one per core)
+    framing: str = "aligned"  # aligned (landmarks onto FER2013's) | box (a square of the detector's box); emovid.crop
+    box_scale: float = 1.0  # the box framing's side, in multiples of the box's longer side
 
     @property
     def coarse_side_px(self) -> int | None:
@@ -91,6 +93,10 @@ class AnalysisOptions:
             raise ValueError(f"batch_frames must be >= 1, got {self.batch_frames}")
         if self.inference_threads < 0:
             raise ValueError(f"inference_threads must be >= 0, got {self.inference_threads}")
+        if self.framing not in ("aligned", "box"):
+            raise ValueError(f"framing must be aligned or box, got {self.framing!r}")
+        if not (0.5 <= self.box_scale <= 4):
+            raise ValueError(f"box_scale must be in [0.5, 4], got {self.box_scale}")
 
 
 @dataclass(frozen=True)
@@ -429,7 +435,7 @@ def analyse_frames(frames: Iterable[Frame], models: Models, options: AnalysisOpt
     (in a worker thread when `options.threaded`). `tracker` defaults to a new
     FaceTracker(max_gap_s=options.max_gap_s); `keep_images` passes the images on (for annotation).
     """
-    from emovid.classify import crop_faces
+    from emovid.crop import crop_faces
     from emovid.schedule import FaceFinder
 
     if tracker is None:
@@ -448,7 +454,8 @@ def analyse_frames(frames: Iterable[Frame], models: Models, options: AnalysisOpt
             if sampler.take(frame.timestamp_s):
                 faces = finder.faces_at(frame.image, frame.timestamp_s)
                 due = schedule.due(faces)
-                crops = crop_faces(frame.image, faces.xyxy[due]) if due.any() else None
+                crops = (crop_faces(frame.image, faces.xyxy[due], faces.landmarks[due], options.framing,
+                                    options.box_scale) if due.any() else None)
                 pending.append(_Pending(frame.index, frame.timestamp_s, image, faces, crops, due))
                 n_pending_analysed += 1
             else:

@@ -1,8 +1,7 @@
-"""Face crops and the ONNX emotion classifier (tiny hand-built models; shipped ones when present)."""
+"""The ONNX emotion classifier (tiny hand-built models; shipped ones when present)."""
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import onnx
 import pytest
@@ -14,78 +13,12 @@ from emovid.classify import (
     SHIPPED,
     EmotionClassifier,
     best_shipped_model,
-    crop_boxes,
-    crop_faces,
     load_classifier,
     read_metadata,
     shipped_models,
     shipped_models_dir,
 )
 from emovid.errors import ModelError
-
-
-def gradient_image(w: int = 160, h: int = 120) -> np.ndarray:
-    y, x = np.mgrid[0:h, 0:w]
-    return np.stack([(x * 1.5) % 256, (y * 2) % 256, (x + y) % 256], axis=-1).astype(np.uint8)
-
-
-def reference_crop(image: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
-    """The crop by cv2.copyMakeBorder(BORDER_REPLICATE) on the whole frame, then gray + INTER_AREA."""
-    pad = side + 2
-    padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-    patch = padded[y0 + pad:y0 + pad + side, x0 + pad:x0 + pad + side]
-    return cv2.resize(cv2.cvtColor(patch, cv2.COLOR_BGR2GRAY), (48, 48), interpolation=cv2.INTER_AREA)
-
-
-# --- crops ------------------------------------------------------------------------------------------------------
-
-
-def test_crop_window_is_square_centred_with_margin():
-    windows = crop_boxes(np.array([[20, 30, 60, 70], [0, 0, 40, 20]], np.float32), margin=0.25)
-    assert windows.tolist() == [[15, 25, 65, 75], [-5, -15, 45, 35]]  # side 50 = 1.25 x the longer side
-
-
-def test_crop_inside_the_frame_matches_a_plain_slice():
-    image = gradient_image()
-    crops = crop_faces(image, np.array([[40, 30, 80, 70]], np.float32))
-    assert crops.shape == (1, 48, 48, 1) and crops.dtype == np.float32
-    expected = reference_crop(image, 35, 25, 50)
-    np.testing.assert_array_equal(crops[0, :, :, 0], expected)
-
-
-@pytest.mark.parametrize("box", [
-    (-10, -10, 30, 30),  # top-left corner, partly outside
-    (140, 100, 175, 130),  # bottom-right corner, partly outside
-    (0, 40, 20, 80),  # touching the left edge: the margin leaves the frame
-    (150, 0, 159, 119),  # tall box at the right edge
-])
-def test_crop_at_frame_edges_replicates_the_border(box):
-    image = gradient_image()
-    x0, y0, x1, y1 = crop_boxes(np.array([box], np.float32))[0]
-    crops = crop_faces(image, np.array([box], np.float32))
-    np.testing.assert_array_equal(crops[0, :, :, 0], reference_crop(image, int(x0), int(y0), int(x1 - x0)))
-
-
-def test_crop_of_a_box_entirely_outside_repeats_the_nearest_pixels():
-    image = gradient_image()
-    crops = crop_faces(image, np.array([[300, 300, 340, 340]], np.float32))
-    corner = cv2.cvtColor(image[-1:, -1:], cv2.COLOR_BGR2GRAY)[0, 0]
-    assert np.all(crops == corner)
-
-
-def test_crop_faces_of_no_boxes_and_tiny_boxes():
-    image = gradient_image()
-    assert crop_faces(image, np.zeros((0, 4), np.float32)).shape == (0, 48, 48, 1)
-    tiny = crop_faces(image, np.array([[10, 10, 10, 10], [5, 5, 5.4, 5.2]], np.float32))
-    assert tiny.shape == (2, 48, 48, 1) and np.all(np.isfinite(tiny))
-
-
-def test_crop_faces_does_not_modify_the_image():
-    image = gradient_image()
-    before = image.copy()
-    crop_faces(image, np.array([[-10, -10, 30, 30], [40, 30, 80, 70]], np.float32))
-    np.testing.assert_array_equal(image, before)
-
 
 # --- a model file -----------------------------------------------------------------------------------------------
 
