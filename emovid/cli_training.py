@@ -32,6 +32,11 @@ class Labels(StrEnum):
     ferplus_soft = "ferplus-soft"
 
 
+class Augment(StrEnum):
+    standard = "standard"
+    video = "video"
+
+
 class Precision(StrEnum):
     mixed_bfloat16 = "mixed_bfloat16"
     float32 = "float32"
@@ -98,6 +103,9 @@ def train_command(
         help="Keras precision policy (default mixed_bfloat16).")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N training images (smoke runs).")]
     = None,
+    augment: Annotated[Augment | None, typer.Option(
+        help="standard (flips, small rotations, shifts, zoom, contrast, brightness) or video (also blur, noise "
+             "and occluding patches, as real footage shows faces; default standard).")] = None,
 ) -> None:
     """Train one emotion model on a FER2013-format file (needs the training extra)."""
     if labels is not Labels.fer2013 and ferplus is None:
@@ -113,6 +121,7 @@ def train_command(
 
     options = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
                "limit": limit, "precision": precision.value if precision else None,
+               "augment": augment.value if augment else None,
                "model_kwargs": {"upsample": upsample} if upsample is not None else None}
     config = TrainConfig(
         arch=arch.value, data=str(data), out_dir=str(out), labels=labels.value, weights=weights,

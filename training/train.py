@@ -14,6 +14,7 @@ from training import ARCHS, EMOTIONS, TrainingError
 from training.data import FerData, load_fer2013, load_ferplus_votes
 
 LABEL_MODES = ("fer2013", "ferplus-majority", "ferplus-soft")
+AUGMENTATIONS = ("standard", "video")  # video adds what real footage does to faces: blur, sensor noise, occlusion
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class TrainConfig:
     weights: str | None = None  # transfer models: imagenet | none | PATH
     init_from: str | None = None  # warm start: all weights from a previous run of the same arch (best.weights.h5)
     precision: str = "mixed_bfloat16"  # 2x faster on CPUs with AVX512-BF16; float32 elsewhere
+    augment: str = "standard"  # standard | video (see AUGMENTATIONS)
     seed: int = 1234
     limit: int | None = None  # use the first N training rows (tests, smoke runs)
     model_kwargs: dict = field(default_factory=dict)
@@ -101,28 +103,38 @@ def training_targets(data: FerData, config: TrainConfig) -> tuple[np.ndarray, np
     return images[..., None], targets, labels
 
 
-def _augmenter(seed: int):
+def _augmenter(seed: int, kind: str = "standard"):
     import keras
 
+    if kind not in AUGMENTATIONS:
+        raise TrainingError(f"unknown augmentation {kind!r}; expected one of {', '.join(AUGMENTATIONS)}")
     layers = keras.layers
-    return keras.Sequential(
-        [
-            layers.RandomFlip("horizontal", seed=seed),
-            layers.RandomRotation(0.04, fill_mode="reflect", seed=seed + 1),  # +-15 degrees
-            layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed + 2),
-            layers.RandomZoom((-0.15, 0.15), fill_mode="reflect", seed=seed + 3),
-            layers.RandomContrast(0.3, value_range=(0, 255), seed=seed + 4),
-            layers.RandomBrightness(0.2, value_range=(0, 255), seed=seed + 5),
-        ],
-        name="augment",
-    )
+    steps = [
+        layers.RandomFlip("horizontal", seed=seed),
+        layers.RandomRotation(0.04, fill_mode="reflect", seed=seed + 1),  # +-15 degrees
+        layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed + 2),
+        layers.RandomZoom((-0.15, 0.15), fill_mode="reflect", seed=seed + 3),
+        layers.RandomContrast(0.3, value_range=(0, 255), seed=seed + 4),
+        layers.RandomBrightness(0.2, value_range=(0, 255), seed=seed + 5),
+    ]
+    if kind == "video":
+        steps += [
+            layers.RandomGaussianBlur(factor=(0.0, 1.0), kernel_size=3, sigma=1.0, value_range=(0, 255),
+                                      seed=seed + 6),  # motion and focus blur, small faces upscaled
+            layers.Rescaling(1 / 255.0),  # GaussianNoise takes a standard deviation of at most 1
+            layers.GaussianNoise(0.025, seed=seed + 7),  # sensor noise and compression grain
+            layers.Rescaling(255.0),
+            layers.RandomErasing(factor=(0.0, 0.3), scale=(0.02, 0.12), value_range=(0, 255),
+                                 seed=seed + 8),  # hands, microphones and glasses over part of the face
+        ]
+    return keras.Sequential(steps, name="augment")
 
 
 def _datasets(images, targets, labels, val_images, val_labels, config: TrainConfig):
     import tensorflow as tf
 
     weights = class_weights(labels, config.class_weight_power)[labels]
-    augment = _augmenter(config.seed)
+    augment = _augmenter(config.seed, config.augment)
     train = (
         tf.data.Dataset.from_tensor_slices((images, targets, weights))
         .shuffle(len(images), seed=config.seed, reshuffle_each_iteration=True)

@@ -105,11 +105,12 @@ def test_train_learning_rate_and_upsample_reach_the_run(app, tiny_fer, tmp_path)
     out = tmp_path / "run"
     args = ["train", "--arch", "mobilenetv2", "--data", str(tiny_fer), "--out", str(out), "--epochs", "1",
             "--batch-size", "14", "--limit", "14", "--precision", "float32", "--upsample", "1",
-            "--learning-rate", "5e-4"]
+            "--learning-rate", "5e-4", "--augment", "video"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     config = json.loads((out / "state.json").read_text())["config"]
     assert config["model_kwargs"] == {"upsample": 1} and config["learning_rate"] == 5e-4
+    assert config["augment"] == "video"
 
 
 def test_export_onnx(app, scratch_run, tiny_fer, tmp_path):

@@ -126,3 +126,17 @@ def test_warm_started_run_records_its_start(scratch_run, tmp_path, tiny_fer):
     assert logged[0] == f"scratch: warm start from {scratch_run}"
     state = json.loads((tmp_path / "again" / "state.json").read_text())
     assert state["config"]["init_from"] == str(scratch_run) and state["epoch"] == 1
+
+
+def test_video_augmentation_adds_noise_and_occlusion_and_keeps_the_contract():
+    from training.train import _augmenter
+
+    flat = np.full((16, 48, 48, 1), 128.0, np.float32)  # geometry, contrast and brightness keep it flat
+    standard = np.asarray(_augmenter(3, "standard")(flat, training=True))
+    video = np.asarray(_augmenter(3, "video")(flat, training=True))
+    assert video.shape == standard.shape == (16, 48, 48, 1)
+    assert np.all(np.isfinite(video))
+    assert standard.std(axis=(1, 2, 3)).max() < 0.5
+    assert video.std(axis=(1, 2, 3)).min() > 2.0  # noise on every image
+    with pytest.raises(TrainingError, match="unknown augmentation"):
+        _augmenter(3, "jpeg")
