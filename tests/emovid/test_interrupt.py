@@ -49,8 +49,9 @@ def clips(tmp_path_factory) -> tuple[Path, Path, Path]:
 
 
 @pytest.mark.parametrize(("command", "started", "outputs"), [
-    (["timeline", "--per-frame"], ".long.frames.csv.tmp-", ("frames.csv", "timeline.csv", "timeline.png")),
-    (["annotate"], ".long.annotated.mp4.tmp-", ("annotated.mp4", "timeline.csv", "timeline.png")),
+    (["timeline", "--per-frame"], ".long.frames.csv.tmp-", ("emovid.json", "frames.csv", "timeline.csv",
+                                                           "timeline.png")),
+    (["annotate"], ".long.annotated.mp4.tmp-", ("annotated.mp4", "emovid.json", "timeline.csv", "timeline.png")),
 ], ids=["timeline", "annotate"])
 def test_sigint_mid_video_exits_130_cleanly_and_a_rerun_resumes(tmp_path, clips, command, started, outputs):
     short, long, model = clips
@@ -108,8 +109,9 @@ def test_ctrl_c_before_the_analysis_is_exit_130_too(tmp_path, clips, monkeypatch
 
 
 def test_temporaries_of_a_killed_run_are_removed_by_the_next_one(tmp_path, clips):
-    """SIGKILL (or a power cut) leaves temporaries behind: the next run into that folder removes those of dead
-    processes, keeps those of processes still running (another emovid writing there), and completes."""
+    """SIGKILL (or a power cut) leaves temporaries behind: the next run into that folder removes those whose lock is
+    free, keeps those another process holds (another emovid writing there, whatever its pid: in another PID
+    namespace or on another host the pid means nothing here), and completes."""
     from typer.testing import CliRunner
 
     from emovid.cli import app
@@ -117,18 +119,30 @@ def test_temporaries_of_a_killed_run_are_removed_by_the_next_one(tmp_path, clips
     short, _, model = clips
     out = tmp_path / "out"
     out.mkdir()
-    dead, alive = _dead_pid(), os.getppid()
-    leftovers = [out / f".short.timeline.csv.tmp-{dead}.csv", out / f".short.annotated.mp4.tmp-{dead}.mp4",
-                 out / f".other.timeline.png.tmp-{dead}.png"]
+    dead = _dead_pid()
+    leftovers = [out / f".short.timeline.csv.tmp-{dead}-0badc0de.csv", out / f".short.annotated.mp4.tmp-{dead}.mp4",
+                 out / f".other.timeline.png.tmp-{os.getpid()}-00000000.png"]  # a live pid, but nobody's lock
     for path in leftovers:
         path.write_bytes(b"partial")
-    running = out / f".other.timeline.csv.tmp-{alive}.csv"
+    running = out / f".other.timeline.csv.tmp-{dead}-12345678.csv"  # a dead pid here, held by a live writer
     running.write_bytes(b"being written")
     unrelated = out / "notes.tmp-1.txt"
     unrelated.write_text("mine")
-    result = CliRunner().invoke(app, ["timeline", str(short), "--model", str(model), "--out", str(out)])
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(running)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = CliRunner().invoke(app, ["timeline", str(short), "--model", str(model), "--out", str(out)])
+    finally:
+        holder.kill()
+        holder.wait()
     assert result.exit_code == 0, result.output
-    assert files_in(out) == sorted([running.name, unrelated.name, "short.timeline.csv", "short.timeline.png"])
+    assert files_in(out) == sorted([running.name, unrelated.name, "short.emovid.json", "short.timeline.csv",
+                                    "short.timeline.png"])
+    assert running.read_bytes() == b"being written"
+
+
+HOLD_LOCK = ("import fcntl, sys, time; f = open(sys.argv[1], 'rb'); fcntl.flock(f, fcntl.LOCK_EX); print('locked', "
+             "flush=True); time.sleep(120)")
 
 
 def _dead_pid() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,9 @@ def test_atomic_write_replaces_and_leaves_nothing_else(tmp_path):
 def test_temp_name_is_hidden_in_the_same_folder_with_the_same_suffix(tmp_path):
     temp = temp_path(tmp_path / "clip.annotated.mp4")
     assert temp.parent == tmp_path and temp.suffix == ".mp4"
-    assert temp.name == f".clip.annotated.mp4.tmp-{os.getpid()}.mp4"
+    assert re.fullmatch(rf"\.clip\.annotated\.mp4\.tmp-{os.getpid()}-[0-9a-f]{{8}}\.mp4", temp.name)
+    long = temp_path(tmp_path / ("é" * 120 + ".annotated.mp4"))  # 254 bytes: fits, and so must its temporary
+    assert len(long.name.encode()) <= 100 and long.name.startswith("." + "é" * 32 + ".tmp-")
 
 
 @pytest.mark.parametrize("error", [RuntimeError("boom"), KeyboardInterrupt()])

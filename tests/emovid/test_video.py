@@ -222,14 +222,17 @@ def test_bad_inputs_raise_one_line_input_errors(bad_inputs, name):
         assert message.startswith(f"{path}: ") and "\n" not in message and len(message) < 300
 
 
-def test_damage_after_the_start_yields_the_frames_that_decode(tmp_path, face_video):
+def test_a_cut_file_yields_the_frames_that_decode_then_fails(tmp_path, face_video):
     truth = face_video(duration_s=2.0, faststart=True)  # index first: a cut file still opens
     data = truth.path.read_bytes()
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(data[:len(data) * 8 // 10])
     info = probe(cut)
     assert info.frame_count == 50  # the index still lists every frame
-    frames = list(read_frames(cut, info))
+    frames = []
+    with pytest.raises(InputError, match=r"cut.mp4: the file ends early: \d+ of 50 frames decoded \(cut short"):
+        for frame in read_frames(cut, info):
+            frames.append(frame)
     assert 10 < len(frames) < 50
     assert [f.timestamp_s for f in frames] == pytest.approx(list(truth.timestamps_s[:len(frames)]), abs=1e-6)
 
