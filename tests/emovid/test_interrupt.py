@@ -25,7 +25,8 @@ LONG_S = 8  # the interrupted video
 def default_sigint() -> None:
     """In the child: SIGINT back to its default. A test run started in the background (`pytest &` in a script)
     inherits SIGINT ignored, and Python keeps an ignored SIGINT ignored, so the signal would never arrive."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # nohup would leave SIGHUP ignored too
+        signal.signal(signum, signal.SIG_DFL)
 
 
 def emovid(*args: str | Path) -> list[str]:
@@ -89,6 +90,32 @@ def test_sigint_mid_video_exits_130_cleanly_and_a_rerun_resumes(tmp_path, clips,
     assert rows == [(str(s), "1", "25") for s in range(LONG_S)]  # the whole video, from its start
     if "annotated.mp4" in outputs:
         assert probe(out / "long.annotated.mp4").frame_count == 25 * LONG_S
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_mid_video_exit_cleanly_like_ctrl_c(tmp_path, clips, signum, code):
+    short, long, model = clips
+    out = tmp_path / "out"
+    args = emovid("timeline", short, long, "--model", model, "--device", "cpu", "--out", out)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment(),
+                            preexec_fn=default_sigint)
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while not (out / "short.emovid.json").exists():  # short.mp4 is done: long.mp4 is being analysed
+            assert proc.poll() is None, f"finished before it could be stopped: {proc.communicate()}"
+            assert time.monotonic() < deadline, "the short video never finished"
+            time.sleep(0.02)
+        time.sleep(0.3)  # into the long video
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=WAIT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == code, stderr
+    assert stderr.splitlines()[-1] == f"terminated by {signal.Signals(signum).name} (unfinished outputs removed)"
+    assert "Traceback" not in stderr and stdout == ""
+    assert files_in(out) == ["short.emovid.json", "short.timeline.csv", "short.timeline.png"]  # no temporaries
 
 
 def test_ctrl_c_before_the_analysis_is_exit_130_too(tmp_path, clips, monkeypatch):

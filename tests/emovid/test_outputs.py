@@ -10,11 +10,17 @@ import pytest
 
 from emovid.errors import OutputError
 from emovid.outputs import (
+    Staged,
     atomic_output,
     atomic_text,
+    foreign_outputs,
+    input_identity,
     is_output_name,
+    manifest_text,
+    matching_outputs,
     output_paths,
     prepare_dir,
+    remove_stale_temporaries,
     temp_path,
     write_atomic,
 )
@@ -117,3 +123,79 @@ def test_an_output_folder_that_is_a_file_is_an_output_error(tmp_path):
     assert "\n" not in str(info.value)
     with pytest.raises(OutputError, match="cannot write"):
         write_atomic(blocker / "x.csv", "data")
+
+
+def test_a_failed_rename_puts_back_what_the_earlier_renames_replaced(tmp_path):
+    """All or none: the third output cannot be renamed (a folder holds its name), so the first gets its earlier
+    content back, the second (new) is removed, and no temporary is left."""
+    first, second, third = tmp_path / "x.annotated.mp4", tmp_path / "x.timeline.csv", tmp_path / "x.timeline.png"
+    first.write_bytes(b"earlier video")
+    third.mkdir()
+    with pytest.raises(OutputError, match=r"x.timeline.png: cannot write \(Is a directory\)"), Staged() as staged:
+        staged.write(first, b"new video")
+        staged.write(second, "new csv")
+        staged.write(third, b"new png")
+        staged.commit()
+    assert first.read_bytes() == b"earlier video" and listing(tmp_path) == ["x.annotated.mp4", "x.timeline.png"]
+
+
+def test_outputs_are_fsynced_before_their_rename_and_the_folder_after(tmp_path, monkeypatch):
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(source, target):
+        events.append(("replace", str(target)))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    with Staged() as staged:
+        csv_temp = staged.temp(tmp_path / "a.timeline.csv")
+        csv_temp.write_text("x")
+        png_temp = staged.temp(tmp_path / "a.timeline.png")
+        png_temp.write_bytes(b"x")
+        staged.commit()
+    assert events == [("fsync", str(csv_temp)), ("fsync", str(png_temp)),
+                      ("replace", str(tmp_path / "a.timeline.csv")), ("replace", str(tmp_path / "a.timeline.png")),
+                      ("fsync", str(tmp_path))]
+
+
+def test_a_temporary_being_written_survives_a_sweep_whatever_its_pid(tmp_path):
+    """The sweep goes by the writer's lock, not by kill(pid, 0): a live writer's temporary stays even when its pid
+    means nothing here (another PID namespace or host), and a free one goes even when its pid is alive."""
+    with Staged() as staged:
+        temp = staged.temp(tmp_path / "a.timeline.csv")
+        temp.write_text("being written")
+        renamed = temp.with_name(".a.timeline.csv.tmp-999999999-0badc0de.csv")
+        os.link(temp, renamed)  # the same locked file under a pid that does not exist here
+        free = tmp_path / f".b.timeline.csv.tmp-{os.getppid()}-00000000.csv"  # a live pid, nobody's lock
+        free.write_text("left by a killed run")
+        removed = remove_stale_temporaries(tmp_path, force=True)
+        assert removed == [free] and temp.exists() and renamed.exists()
+        renamed.unlink()
+        staged.commit()
+    assert listing(tmp_path) == ["a.timeline.csv"]
+
+
+def test_the_record_matches_only_the_same_input_and_options(tmp_path):
+    clip = tmp_path / "talk.mp4"
+    clip.write_bytes(b"video")
+    paths = output_paths(clip, tmp_path / "out", png=False)
+    (tmp_path / "out").mkdir()
+    identity, shaping = input_identity(clip), {"every": 3}
+    with Staged() as staged:
+        staged.write(paths.csv, "rows")
+        staged.write(paths.manifest, manifest_text(paths, staged, identity, shaping))
+        staged.commit()
+    assert matching_outputs(paths, identity, shaping) and foreign_outputs(paths) == []
+    assert not matching_outputs(paths, identity, {"every": 1})
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "talk.mp4").write_bytes(b"video")
+    assert not matching_outputs(paths, input_identity(other / "talk.mp4"), shaping)  # same name, another file
+    paths.csv.write_text("edited")
+    assert not matching_outputs(paths, identity, shaping) and foreign_outputs(paths) == [paths.csv]
