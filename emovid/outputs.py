@@ -468,10 +468,24 @@ def input_identity(path: Path) -> dict:
     return {"path": absolute, "size": size, "mtime_ns": mtime_ns}
 
 
+ID_SAMPLE_BYTES = 1 << 20
+
+
 def input_id(path: Path) -> str:
-    """A short id of an input's absolute path (the CSV's `input_id` column): same-named videos from different
-    folders get different ids, the same file always the same one."""
-    return hashlib.sha256(os.path.abspath(Path(path)).encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    """A short id of an input's content (the CSV's `input_id` column): a hash of its size and of its first and last
+    MiB, so same-named videos from different folders get different ids while a copy of a file, wherever it lies,
+    gets the same one (the CSV stays byte-identical). The path's hash when the file cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            digest.update(str(size).encode() + b"\0" + handle.read(ID_SAMPLE_BYTES))
+            if size > ID_SAMPLE_BYTES:
+                handle.seek(max(ID_SAMPLE_BYTES, size - ID_SAMPLE_BYTES))
+                digest.update(handle.read(ID_SAMPLE_BYTES))
+    except OSError:
+        digest = hashlib.sha256(b"path\0" + os.fsencode(os.path.abspath(path)))
+    return digest.hexdigest()[:12]
 
 
 def read_manifest(path: Path | None) -> dict | None:

@@ -520,8 +520,8 @@ def process_video(path: Path | str, options: AnalysisOptions = AnalysisOptions()
         raise OutputError(f"{foreign[0]}: exists and was not written by emovid (or was changed since); --overwrite "
                           "replaces it")
     started = time.perf_counter()
-    info = probe(path)
-    width, height = info.size_wh
+    info = probe(path, max_megapixels=options.max_megapixels)
+    width, height = info.size_wh  # as decoded (a header may say otherwise)
     if width * height > options.max_megapixels * 1e6:
         raise InputError(f"{path}: frames of {width}x{height} are over --max-megapixels {options.max_megapixels:g} "
                          "(memory grows with frame size; raise it to analyse this video)")

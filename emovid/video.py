@@ -197,11 +197,16 @@ def _frames_of(container, stream, path: Path) -> Iterator:
         log.warning("%s: %d damaged video packet(s) skipped", path, skipped)
 
 
-def probe(path: Path | str) -> VideoInfo:
-    """Read a video's properties and decode its first frame; InputError ("<path>: <reason>") otherwise."""
+def probe(path: Path | str, max_megapixels: float | None = None) -> VideoInfo:
+    """Read a video's properties and decode its first frame; InputError ("<path>: <reason>") otherwise, or when
+    the header's frame size is over `max_megapixels` (checked before any frame is decoded)."""
     path = Path(path)
     container, stream = _open(path)
     try:
+        width, height = stream.codec_context.width or 0, stream.codec_context.height or 0
+        if max_megapixels is not None and width * height > max_megapixels * 1e6:
+            raise InputError(f"{path}: frames of {width}x{height} are over --max-megapixels {max_megapixels:g} "
+                             "(memory grows with frame size; raise it to analyse this video)")
         stream.thread_type = "AUTO"
         first = next(iter(_frames_of(container, stream, path)), None)
         if first is None:

@@ -14,6 +14,7 @@ from emovid.outputs import (
     atomic_output,
     atomic_text,
     foreign_outputs,
+    input_id,
     input_identity,
     is_output_name,
     manifest_text,
@@ -199,3 +200,14 @@ def test_the_record_matches_only_the_same_input_and_options(tmp_path):
     assert not matching_outputs(paths, input_identity(other / "talk.mp4"), shaping)  # same name, another file
     paths.csv.write_text("edited")
     assert not matching_outputs(paths, identity, shaping) and foreign_outputs(paths) == [paths.csv]
+
+
+def test_input_id_follows_the_content_not_the_path(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    big = os.urandom(3 << 20)
+    (tmp_path / "a" / "talk.mp4").write_bytes(big)
+    (tmp_path / "b" / "talk.mp4").write_bytes(big[:-1] + bytes([big[-1] ^ 1]))  # the last byte differs
+    (tmp_path / "copy.mp4").write_bytes(big)
+    ids = [input_id(p) for p in (tmp_path / "a" / "talk.mp4", tmp_path / "b" / "talk.mp4", tmp_path / "copy.mp4")]
+    assert ids[0] == ids[2] != ids[1] and all(re.fullmatch("[0-9a-f]{12}", i) for i in ids)
