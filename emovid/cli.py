@@ -108,8 +108,8 @@ Threads = Annotated[int, typer.Option(
          "BENCHMARKS.md for what 1 changes).")]
 MaxMegapixels = Annotated[float, typer.Option(
     "--max-megapixels", min=0.01, max=1000.0, callback=_finite, metavar="MP",
-    help="Fail videos whose frames are larger (default 36: 8K UHD fits); memory grows with frame size, about 0.1 GB "
-         "per megapixel.")]
+    help="Fail videos whose frames are larger (default 36: 8K UHD fits); memory grows with frame size (timeline: "
+         "about 1 GB at 8192x8192, 67 megapixels).")]
 PerFrame = Annotated[bool, typer.Option(
     "--per-frame", help="Also write <stem>.frames.csv (one row per face per analysed frame).")]
 Overwrite = Annotated[bool, typer.Option(

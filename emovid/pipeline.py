@@ -9,6 +9,7 @@ threaded and sequential paths write the same CSVs. `process_video` analyses one 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import math
@@ -107,6 +108,11 @@ class AnalysisOptions:
 
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                   if f.name not in ("threaded", "inference_threads", "batch_frames", "max_megapixels")}
+        if self.model.lower().endswith(".onnx"):  # a model file retrained in place gives other results
+            with contextlib.suppress(OSError):
+                st = os.stat(self.model)
+                fields["model_file"] = {"path": os.path.abspath(self.model), "size": st.st_size,
+                                        "mtime_ns": st.st_mtime_ns}
         return {"emovid": __version__, **fields}
 
 

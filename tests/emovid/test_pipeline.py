@@ -452,3 +452,13 @@ def test_analyze_returns_dataframes(clip_29_97, models):
         analyze(clip_29_97, models=models, colour=True)
     with pytest.raises(InputError):
         analyze(clip_29_97.with_name("missing.mp4"), models=models)
+
+
+def test_the_recorded_options_change_with_a_model_file_retrained_in_place_not_with_speed_options(tmp_path):
+    model = tmp_path / "mine.onnx"
+    model.write_bytes(b"weights")
+    before = AnalysisOptions(model=str(model)).shaping()
+    assert AnalysisOptions(model=str(model), threaded=False, inference_threads=1).shaping() == before
+    assert AnalysisOptions(model=str(model), every=1).shaping() != before
+    model.write_bytes(b"retrained weights")
+    assert AnalysisOptions(model=str(model)).shaping() != before
