@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 
 import av
@@ -252,3 +253,16 @@ def test_video_starting_late_in_its_container_starts_at_zero(tmp_path):
     info = probe(source)
     assert info.start_s == pytest.approx(0.5)
     assert [f.timestamp_s for f in read_frames(source, info)] == pytest.approx([0.0, 0.04, 0.08, 0.12], abs=1e-6)
+
+
+def test_a_file_truncated_while_it_is_read_fails(tmp_path, face_video):
+    """The index (at the end) was read when the file was opened; then the file shrinks under the reader (an upload
+    replaced, a disk cleaned): fewer frames than the index lists, so the read fails instead of ending quietly."""
+    truth = face_video(duration_s=4.0)
+    info = probe(truth.path)
+    frames = read_frames(truth.path, info)
+    assert [next(frames).index for _ in range(3)] == [0, 1, 2]
+    os.truncate(truth.path, truth.path.stat().st_size // 3)
+    with pytest.raises(InputError, match=r"the file ends early: \d+ of 100 frames decoded \(cut short or damaged\)"):
+        for _ in frames:
+            pass
