@@ -4,14 +4,16 @@ Thin: parse options, call emovid.pipeline, map errors to exit codes. Heavy modul
 onnxruntime, pandas) are imported inside the command bodies so `emovid --help` is instant.
 Exit codes: 0 every video done or skipped; 1 some video failed, or some argument matched no video while others
 did (the summary lists each with its reason; the other videos are processed); 2 usage or setup error, nothing
-processed (no video in any argument, bad option, a model that is missing, corrupt or breaks the contract,
-`--device cuda`/`tensorrt` on a machine that cannot run it); 130 interrupted (Ctrl-C; temporary files are
-removed, and a rerun skips the videos whose outputs are complete). Every failure is one line naming the file and
-the reason (`--debug` adds tracebacks). Everything but `--csv -` data goes to stderr.
+processed (no video in any argument, bad option: out of its range, nan or inf; a model that is missing, corrupt or
+breaks the contract, `--device cuda`/`tensorrt` on a machine that cannot run it); 130 interrupted (Ctrl-C), 143
+SIGTERM, 129 SIGHUP (temporary files are removed, and a rerun skips the videos whose outputs are complete). Every
+failure is one line naming the file and the reason (`--debug` adds tracebacks); names are printed with control
+characters escaped. Everything but `--csv -` data goes to stderr.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from enum import StrEnum
@@ -58,6 +60,13 @@ def _root(
     """Emotion recognition for videos."""
 
 
+def _finite(value: float | None) -> float | None:
+    """Click's ranges let nan and inf through (every comparison with nan is false)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
 Videos = Annotated[list[str], typer.Argument(
     metavar="VIDEO", show_default=False,
     help="Video files, folders (their .mp4 .mov .mkv .avi .webm .m4v files) or globs ('clips/**/*.mp4').")]
@@ -72,72 +81,110 @@ DeviceOpt = Annotated[Device, typer.Option("--device", help="Execution device (a
 DetectorOpt = Annotated[Detector, typer.Option(
     "--detector", help="Face detector: auto = centerface-int8 on the CPU (1.3-1.6x faster; recall of faces of 32-64 "
                        "px 0.91 vs 0.92 in float), centerface (float) on a GPU.")]
-MinFace = Annotated[int, typer.Option("--min-face", min=0, metavar="PX", help="Ignore faces smaller than PX pixels.")]
+MinFace = Annotated[int, typer.Option("--min-face", min=0, max=100_000, metavar="PX",
+                                      help="Ignore faces smaller than PX pixels.")]
 DetectSize = Annotated[int, typer.Option(
-    "--detect-size", min=32, metavar="PX",
+    "--detect-size", min=32, max=16384, metavar="PX",
     help="Longer side of the image the face detector sees (frames are shrunk to it). Smaller is faster but "
          "misses small faces: at 320 a face needs about 32 px in a 640x360 frame.")]
 Every = Annotated[int, typer.Option(
-    "--every", min=1, metavar="N",
+    "--every", min=1, max=1_000_000, metavar="N",
     help=f"Run the face detector every N analysed frames; the tracker carries the boxes in between (default "
          f"{DEFAULT_EVERY}).")]
 ScanEvery = Annotated[float, typer.Option(
-    "--scan-every", min=0.0, metavar="S",
+    "--scan-every", min=0.0, max=86400.0, callback=_finite, metavar="S",
     help=f"Search the whole frame for faces every S seconds (default {DEFAULT_SCAN_S:g}: a face that enters is "
          "found within S s, a small one within --full-scan-every); in between, the detector looks only around the "
          "faces it tracks (several times faster). 0: the whole frame at every detection; --every 1 --scan-every 0 "
          "--classify-every 1 is the exact path (see BENCHMARKS.md for what the defaults change in the timeline).")]
 FullScanEvery = Annotated[float, typer.Option(
-    "--full-scan-every", min=0.0, metavar="S",
+    "--full-scan-every", min=0.0, max=86400.0, callback=_finite, metavar="S",
     help=f"Of those whole-frame searches, look at the detector's full size (--detect-size) every S seconds "
          f"(default {DEFAULT_FULL_SCAN_S:g}) and at half of it in between (about a third of the time; finds faces at "
          "least twice the smallest a full search finds, so a small face that enters is found within S s). 0: "
          "every search at full size.")]
 ClassifyEvery = Annotated[int, typer.Option(
-    "--classify-every", min=1, metavar="N",
+    "--classify-every", min=1, max=1_000_000, metavar="N",
     help=f"Classify each tracked face's emotion every N analysed frames; in between it keeps its last emotion "
          f"(default {DEFAULT_CLASSIFY_EVERY}: 15 times a second at 29.97 fps). 1: every frame, as the exact path.")]
 Threads = Annotated[int, typer.Option(
-    "--threads", min=0, metavar="N",
-    help="ONNX Runtime threads per model on the CPU (default 0: its own choice, one per core; see BENCHMARKS.md "
-         "for what 1 changes).")]
+    "--threads", min=0, max=256, metavar="N",
+    help="ONNX Runtime threads per model on the CPU, at most 256 (default 0: its own choice, one per core; see "
+         "BENCHMARKS.md for what 1 changes).")]
+MaxMegapixels = Annotated[float, typer.Option(
+    "--max-megapixels", min=0.01, max=1000.0, callback=_finite, metavar="MP",
+    help="Fail videos whose frames are larger (default 36: 8K UHD fits); memory grows with frame size (timeline: "
+         "about 1 GB at 8192x8192, 67 megapixels).")]
 FramingOpt = Annotated[Framing, typer.Option(
     "--framing", help="How a face is cut out for the emotion model: aligned (its eyes, nose and mouth moved to where "
                       "FER2013's faces have them) or box (a square of the detector's box).")]
 PerFrame = Annotated[bool, typer.Option(
     "--per-frame", help="Also write <stem>.frames.csv (one row per face per analysed frame).")]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Redo videos whose outputs already exist.")]
+Overwrite = Annotated[bool, typer.Option(
+    "--overwrite", help="Redo videos whose outputs already exist, and replace output files emovid did not write.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks of failures.")]
 
 
-def _debug_logging() -> None:
-    """emovid's log messages (e.g. damaged packets skipped) on stderr, down to DEBUG."""
+def _logging(debug: bool) -> None:
+    """emovid's log messages (e.g. damaged packets skipped) on stderr with names escaped: warnings, or down to
+    DEBUG with --debug."""
     import logging
+
+    from emovid.errors import printable
 
     class StderrHandler(logging.Handler):  # sys.stderr as it is at each message (test runners swap it)
         def emit(self, record: logging.LogRecord) -> None:
-            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.write(printable(self.format(record)) + "\n")
 
     logger = logging.getLogger("emovid")
-    if not any(type(h).__name__ == "StderrHandler" for h in logger.handlers):
+    handler = next((h for h in logger.handlers if type(h).__name__ == "StderrHandler"), None)
+    if handler is None:
         handler = StderrHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if debug else "%(message)s"))
+    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
 def _fail_usage(message: str) -> typer.Exit:
-    typer.echo(f"error: {' '.join(message.split())}", err=True)
+    from emovid.errors import printable
+
+    typer.echo(f"error: {printable(' '.join(message.split()))}", err=True)
     return typer.Exit(2)
 
 
+def _on_signal(signum, frame) -> None:
+    import signal
+
+    from emovid.errors import Terminated
+
+    for other in (signal.SIGTERM, signal.SIGHUP):  # a second signal must not interrupt the cleanup
+        signal.signal(other, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
 def _run(videos: list[str], **options) -> None:
-    """Ctrl-C anywhere (importing, loading models, analysing, writing the summary) exits 130 with one line."""
+    """Ctrl-C anywhere (importing, loading models, analysing, writing the summary) exits 130 with one line; SIGTERM
+    and SIGHUP the same way with 143 and 129 (unless they were ignored when emovid started, as under nohup)."""
+    import signal
+    import threading
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                previous[signum] = signal.signal(signum, _on_signal)
     try:
         _analyse(videos, **options)
-    except KeyboardInterrupt:
-        typer.echo("interrupted (unfinished outputs removed)", err=True)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", None)
+        if signum is None:
+            typer.echo("interrupted (unfinished outputs removed)", err=True)
+            raise typer.Exit(130) from None
+        typer.echo(f"terminated by {signal.Signals(signum).name} (unfinished outputs removed)", err=True)
+        raise typer.Exit(128 + signum) from None
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device, detector: Detector, min_face: int,
@@ -145,15 +192,15 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
              overwrite: bool, debug: bool, threads: int = 0, framing: Framing = Framing.aligned,
              video: bool,
              csv: str | None = None,
-             sample_fps: float | None = None, detect_size: int = 640) -> None:
+             sample_fps: float | None = None, detect_size: int = 640, max_megapixels: float = 36.0) -> None:
     # Before numpy's first import (emovid.pipeline's): numpy's OpenBLAS would start a thread per core that spins
     # after start-up, 0.15-0.19 s of CPU per run (no wall-clock change measured; BENCHMARKS.md, status); emovid
     # does no linear algebra.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import traceback
 
-    from emovid.errors import EmovidError, OutputError
-    from emovid.outputs import prepare_dir, write_atomic
+    from emovid.errors import EmovidError, OutputError, printable
+    from emovid.outputs import atomic_text, prepare_dir
     from emovid.pipeline import (
         AnalysisOptions,
         ModelsLoading,
@@ -164,8 +211,7 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
         run_batch,
     )
 
-    if debug:
-        _debug_logging()
+    _logging(debug)
     try:
         paths, unmatched = input_problems(videos)  # arguments matching nothing fail; the others still run
         if not paths:
@@ -179,15 +225,16 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
                                   every=every, scan_every_s=scan_every, full_scan_every_s=full_scan_every,
                                   classify_every=classify_every, inference_threads=threads,
                                   sample_fps=sample_fps, framing=framing.value,
-                                  detect_size_px=detect_size)
-        # --csv collects every input's rows into one file, so every input is analysed (no skipping).
-        outputs = OutputOptions(out_dir=out, video=video, csv=csv is None, png=True, frames=per_frame,
-                                overwrite=overwrite or csv is not None)
+                                  detect_size_px=detect_size, max_megapixels=max_megapixels)
+        # --csv collects every input's rows into one file, so every input is analysed (no skipping); the PNGs are
+        # written only where outputs were asked for (--out), not beside the inputs.
+        outputs = OutputOptions(out_dir=out, video=video, csv=csv is None, png=csv is None or out is not None,
+                                frames=per_frame, overwrite=overwrite, always=csv is not None)
         check_output_collisions(paths, outputs)
         # The models load in a thread (ONNX Runtime builds its sessions without the GIL) while this one imports
         # the console, video and drawing modules (with the quick exit of main(): 0.87 -> 0.67 s of fixed cost per
         # run; BENCHMARKS.md, status).
-        loading = ModelsLoading(options) if any(outputs.needs_work(p) for p in paths) else None
+        loading = ModelsLoading(options) if any(outputs.needs_work(p, options) for p in paths) else None
         from emovid.progress import ConsoleReporter, stderr_console
         from emovid.timeline import timelines_csv
 
@@ -210,32 +257,40 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
             raise
         from emovid.pipeline import one_line
 
-        typer.echo(f"error: internal error: {one_line(exc)} (--debug shows the traceback)", err=True)
+        typer.echo(f"error: internal error: {printable(one_line(exc))} (--debug shows the traceback)", err=True)
         raise typer.Exit(1) from None
 
-    csv_path = None
+    csv_path = csv_kept = None
+    failed = [r for r in results if r.status == "failed"]
     if csv is not None:
         done = [r.timeline for r in results if r.status == "done" and r.timeline is not None]
-        text = timelines_csv(done)
         if csv == "-":
-            sys.stdout.write(text)
+            timelines_csv(done, sys.stdout)
             sys.stdout.flush()
+        elif failed and (not done or Path(csv).exists()):
+            csv_kept = Path(csv)  # a run with failures never replaces earlier results
         else:
             try:
-                csv_path = write_atomic(Path(csv), text)
+                with atomic_text(Path(csv)) as handle:
+                    timelines_csv(done, handle)
+                csv_path = Path(csv)
             except OutputError as exc:
-                typer.echo(f"error: {exc}", err=True)
+                typer.echo(f"error: {printable(str(exc))}", err=True)
                 raise typer.Exit(1) from None
 
     from emovid.progress import failure_line, summary_table
 
     console.print(summary_table(results))
-    where = f"in {out}" if out is not None else "beside each input"
-    if any(r.status == "done" for r in results):
+    where = f"in {printable(str(out))}" if out is not None else "beside each input"
+    if any(r.status == "done" for r in results) and (csv is None or out is not None):
         console.print(f"outputs are {where}", highlight=False, markup=False)
     if csv_path is not None:
-        console.print(f"timeline CSV of {len(done)} video(s): {csv_path}", highlight=False, markup=False)
-    failed = [r for r in results if r.status == "failed"]
+        console.print(f"timeline CSV of {len(done)} video(s): {printable(str(csv_path))}", highlight=False,
+                      markup=False)
+    if csv_kept is not None:
+        what = "kept as it was" if csv_kept.exists() else "not written"
+        console.print(f"timeline CSV {printable(str(csv_kept))}: {what} (some videos failed)", highlight=False,
+                      markup=False, soft_wrap=True)
     for r in failed:
         if debug and r.exception is not None:
             console.print("".join(traceback.format_exception(r.exception)), highlight=False, markup=False)
@@ -260,6 +315,7 @@ def annotate(
     detect_size: DetectSize = 640,
     threads: Threads = 0,
     framing: FramingOpt = Framing.aligned,
+    max_megapixels: MaxMegapixels = 36.0,
     per_frame: PerFrame = False,
     overwrite: Overwrite = False,
     debug: Debug = False,
@@ -269,7 +325,7 @@ def annotate(
          scan_every=scan_every, full_scan_every=full_scan_every, classify_every=classify_every, per_frame=per_frame,
          overwrite=overwrite, debug=debug, threads=threads, framing=framing,
          video=True,
-         detect_size=detect_size)
+         detect_size=detect_size, max_megapixels=max_megapixels)
 
 
 @app.command()
@@ -278,9 +334,11 @@ def timeline(
     csv: Annotated[str | None, typer.Option(
         "--csv", metavar="PATH|-",
         help="Write the timeline CSV of all inputs to PATH ('-': stdout, one input only) instead of "
-             "<stem>.timeline.csv; every input is then analysed.")] = None,
+             "<stem>.timeline.csv; every input is then analysed, and PNGs are written only with --out. A run in "
+             "which some video fails never replaces an existing PATH.")] = None,
     sample_fps: Annotated[float | None, typer.Option(
-        "--sample-fps", min=0.01, metavar="F", help="Analyse F frames per second of video (default: every frame).")]
+        "--sample-fps", min=0.01, max=1000.0, callback=_finite, metavar="F",
+        help="Analyse F frames per second of video (default: every frame).")]
     = None,
     out: Out = None,
     model: Model = "best",
@@ -294,6 +352,7 @@ def timeline(
     detect_size: DetectSize = 640,
     threads: Threads = 0,
     framing: FramingOpt = Framing.aligned,
+    max_megapixels: MaxMegapixels = 36.0,
     per_frame: PerFrame = False,
     overwrite: Overwrite = False,
     debug: Debug = False,
@@ -304,7 +363,7 @@ def timeline(
          scan_every=scan_every, full_scan_every=full_scan_every, classify_every=classify_every, per_frame=per_frame,
          overwrite=overwrite, debug=debug, threads=threads, framing=framing,
          video=False, csv=csv,
-         sample_fps=sample_fps, detect_size=detect_size)
+         sample_fps=sample_fps, detect_size=detect_size, max_megapixels=max_megapixels)
 
 
 try:

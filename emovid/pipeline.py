@@ -9,9 +9,11 @@ threaded and sequential paths write the same CSVs. `process_video` analyses one 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
@@ -22,17 +24,21 @@ from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 import numpy as np
 
 from emovid import DEFAULT_CLASSIFY_EVERY, DEFAULT_EVERY, DEFAULT_FULL_SCAN_S, DEFAULT_SCAN_S, EMOTIONS
-from emovid.errors import EmovidError, InputError
+from emovid.errors import EmovidError, InputError, ModelError, OutputError
 from emovid.faces import Faces, Frame, FrameFaces
 from emovid.outputs import (
     OutputPaths,
-    atomic_output,
-    atomic_text,
+    Staged,
+    check_names,
+    foreign_outputs,
+    input_id,
+    input_identity,
     is_output_name,
+    manifest_text,
+    matching_outputs,
     output_error,
     output_paths,
     prepare_dir,
-    write_staged,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -66,6 +72,7 @@ class AnalysisOptions:
     inference_threads: int = 0  # ONNX Runtime's intra-op threads per model on the CPU; 0: its default (one per core)
     framing: str = "aligned"  # aligned (landmarks onto FER2013's) | box (a square of the detector's box); emovid.crop
     box_scale: float = 1.0  # the box framing's side, in multiples of the box's longer side
+    max_megapixels: float = 36.0  # larger frames fail the video: memory grows with frame size (8K UHD fits)
 
     @property
     def coarse_side_px(self) -> int | None:
@@ -97,6 +104,22 @@ class AnalysisOptions:
             raise ValueError(f"framing must be aligned or box, got {self.framing!r}")
         if not (0.5 <= self.box_scale <= 4):
             raise ValueError(f"box_scale must be in [0.5, 4], got {self.box_scale}")
+        if not (self.max_megapixels > 0 and math.isfinite(self.max_megapixels)):
+            raise ValueError(f"max_megapixels must be > 0, got {self.max_megapixels}")
+
+    def shaping(self) -> dict:
+        """The options that shape the results (recorded with the outputs; a rerun skips only on a match), with
+        emovid's version; not those that only change speed or what is accepted."""
+        from emovid import __version__
+
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                  if f.name not in ("threaded", "inference_threads", "batch_frames", "max_megapixels")}
+        if self.model.lower().endswith(".onnx"):  # a model file retrained in place gives other results
+            with contextlib.suppress(OSError):
+                st = os.stat(self.model)
+                fields["model_file"] = {"path": os.path.abspath(self.model), "size": st.st_size,
+                                        "mtime_ns": st.st_mtime_ns}
+        return {"emovid": __version__, **fields}
 
 
 @dataclass(frozen=True)
@@ -108,15 +131,20 @@ class OutputOptions:
     csv: bool = True  # <stem>.timeline.csv
     png: bool = True  # <stem>.timeline.png
     frames: bool = False  # <stem>.frames.csv
-    overwrite: bool = False  # False: skip a video whose outputs all exist
+    overwrite: bool = False  # False: skip a video whose outputs match their record; never replace others' files
+    always: bool = False  # analyse every video even when its outputs match (--csv collects every input's rows)
 
     def paths_for(self, video_path: Path) -> OutputPaths:
         return output_paths(video_path, self.out_dir, video=self.video, csv=self.csv, png=self.png,
                             frames=self.frames)
 
-    def needs_work(self, video_path: Path) -> bool:
-        """False when the video would be skipped: every wanted output exists and not `overwrite`."""
-        return self.overwrite or not self.paths_for(video_path).complete()
+    def needs_work(self, video_path: Path, options: AnalysisOptions | None = None) -> bool:
+        """False when the video would be skipped: every wanted output is on disk as emovid recorded it for this
+        input and these analysis options (default ones when None), and neither `overwrite` nor `always`."""
+        if self.overwrite or self.always:
+            return True
+        shaping = (options or AnalysisOptions()).shaping()
+        return not matching_outputs(self.paths_for(video_path), input_identity(video_path), shaping)
 
 
 NO_OUTPUTS = OutputOptions(csv=False, png=False)
@@ -272,7 +300,10 @@ def check_output_collisions(paths: Sequence[Path], outputs: OutputOptions) -> No
     owner: dict[Path, Path] = {}
     for path in paths:
         for out in outputs.paths_for(path).paths():
-            key = out.resolve()
+            try:
+                key = out.resolve()
+            except OSError:  # e.g. a name too long: that video fails on its own later
+                key = Path(os.path.abspath(out))
             if key in owner:
                 raise InputError(f"{owner[key]} and {path} would both write {out}; process them in separate runs "
                                  "or with different --out folders")
@@ -481,10 +512,12 @@ def one_line(exc: BaseException) -> str:
 def process_video(path: Path | str, options: AnalysisOptions = AnalysisOptions(),
                   outputs: OutputOptions = OutputOptions(), progress: ProgressCallback | None = None,
                   models: Models | None = None, on_frame: Callable[[FrameFaces], None] | None = None) -> VideoResult:
-    """Analyse one video and write its outputs (each atomically; all or none replace at the end).
+    """Analyse one video and write its outputs and their record (emovid.outputs: all or none, at the end).
 
-    Skips (status "skipped") when every wanted output exists and not `outputs.overwrite`. Raises EmovidError
-    subclasses for problems the user can fix (InputError for an undecodable file, OutputError, ModelError...).
+    Skips (status "skipped") when every wanted output matches its record for this input and these options, and not
+    `outputs.overwrite` / `outputs.always`. Raises EmovidError subclasses for problems the user can fix (InputError
+    for an undecodable or cut file, OutputError for an output emovid did not write, ModelError for an emotion model
+    that returns NaN...).
     """
     from emovid.annotate import annotate
     from emovid.timeline import TimelineBuilder, frame_rows, render_png
@@ -492,23 +525,34 @@ def process_video(path: Path | str, options: AnalysisOptions = AnalysisOptions()
 
     path = Path(path)
     paths = outputs.paths_for(path)
-    if not outputs.overwrite and paths.complete():
+    identity, shaping = input_identity(path), options.shaping()
+    if not (outputs.overwrite or outputs.always) and matching_outputs(paths, identity, shaping):
         return VideoResult(path=path, status="skipped", outputs=paths.paths())
+    foreign = [] if outputs.overwrite else foreign_outputs(paths)
+    if foreign:
+        raise OutputError(f"{foreign[0]}: exists and was not written by emovid (or was changed since); --overwrite "
+                          "replaces it")
     started = time.perf_counter()
-    info = probe(path)
+    info = probe(path, max_megapixels=options.max_megapixels)
+    width, height = info.size_wh  # as decoded (a header may say otherwise)
+    if width * height > options.max_megapixels * 1e6:
+        raise InputError(f"{path}: frames of {width}x{height} are over --max-megapixels {options.max_megapixels:g} "
+                         "(memory grows with frame size; raise it to analyse this video)")
     if paths.paths():
         prepare_dir(paths.paths()[0].parent)
+        check_names(paths)
     models = models or load_models(options)
-    builder = TimelineBuilder(path.name, info.duration_s)
+    builder = TimelineBuilder(path.name, info.duration_s, frame_period_s=1.0 / info.fps, input_id=input_id(path))
     tracks: set[int] = set()
     decoded = analysed = 0
     total = max(int(info.frame_count), 0)
     if progress is not None:
         progress(0, total)
     with ExitStack() as stack:
+        staged = stack.enter_context(Staged())  # exits last: removes the temporaries unless committed
         sink = None
         if paths.video is not None:
-            temp_video = stack.enter_context(atomic_output(paths.video))
+            temp_video = staged.temp(paths.video)
             sink = stack.enter_context(VideoSink(temp_video, info, audio_from=path if info.has_audio else None))
         frames_file = None
         if paths.frames is not None:
@@ -516,7 +560,7 @@ def process_video(path: Path | str, options: AnalysisOptions = AnalysisOptions()
 
             from emovid.timeline import FRAME_COLUMNS
 
-            frames_handle = stack.enter_context(atomic_text(paths.frames))
+            frames_handle = stack.enter_context(staged.text(paths.frames))
             frames_file = csv.writer(frames_handle, lineterminator="\n")
             frames_file.writerow(FRAME_COLUMNS)
         frames = read_frames(path, info)
@@ -537,7 +581,12 @@ def process_video(path: Path | str, options: AnalysisOptions = AnalysisOptions()
         stream = analyse_frames(frames, models, options, keep_images=sink is not None)
         for item in stream:
             decoded += 1
+            builder.saw(item.timestamp_s)
             if item.faces is not None:
+                probs = item.faces.faces.probs
+                if len(probs) and not np.isfinite(probs).all():  # dropping those faces would report "no face"
+                    raise ModelError(f"{path}: {_model_name(models.classifier)} returned NaN or infinite "
+                                     f"probabilities for a face at {item.timestamp_s:.3f} s")
                 analysed += 1
                 builder.add(item.faces)
                 tracks.update(int(t) for t in item.faces.faces.track_id if t >= 0)
@@ -555,7 +604,7 @@ def process_video(path: Path | str, options: AnalysisOptions = AnalysisOptions()
                 progress(decoded, max(total, decoded))
         if decoded == 0:
             raise InputError(f"{path}: no frames could be decoded")
-        # every output is finished before any is renamed (at the end of the with-block): all or none
+        # every output is finished before any is renamed (Staged.commit): all or none
         if writer is not None:
             writer.close()  # the frames still queued for encoding
         if sink is not None:
@@ -567,12 +616,23 @@ def process_video(path: Path | str, options: AnalysisOptions = AnalysisOptions()
                 raise output_error(paths.frames, exc) from None
         timeline = builder.build()
         if paths.csv is not None:
-            write_staged(stack, paths.csv, timeline.to_csv())
+            with staged.text(paths.csv) as handle:
+                timeline.write_csv(handle)
         if paths.png is not None:
-            write_staged(stack, paths.png, render_png(timeline))
-    return VideoResult(path=path, status="done", outputs=paths.paths(), duration_s=info.duration_s, frames=decoded,
-                       analysed_frames=analysed, tracks=len(tracks), elapsed_s=time.perf_counter() - started,
-                       timeline=timeline)
+            staged.write(paths.png, render_png(timeline))
+        if paths.paths():
+            staged.write(paths.manifest, manifest_text(paths, staged, identity, shaping))  # renamed last
+        staged.commit()
+    return VideoResult(path=path, status="done", outputs=paths.paths(), duration_s=timeline.duration_s,
+                       frames=decoded, analysed_frames=analysed, tracks=len(tracks),
+                       elapsed_s=time.perf_counter() - started, timeline=timeline)
+
+
+def _model_name(classifier: EmotionClassifier) -> str:
+    """The emotion model as a failure names it: its name and, for one model, its file."""
+    members = getattr(classifier, "models", ())
+    where = f" ({members[0].path})" if len(members) == 1 and getattr(members[0], "path", None) else ""
+    return f"emotion model {getattr(classifier, 'name', 'unknown')}{where}"
 
 
 # --- batches ----------------------------------------------------------------------------------------------------
@@ -611,7 +671,7 @@ def run_batch(paths: Sequence[Path], options: AnalysisOptions = AnalysisOptions(
     results = []
     for path in paths:
         path = Path(path)
-        if not outputs.needs_work(path):
+        if not outputs.needs_work(path, options):
             result = VideoResult(path=path, status="skipped", outputs=outputs.paths_for(path).paths())
         else:
             if models is None or isinstance(models, ModelsLoading):

@@ -1,4 +1,5 @@
-"""Console reporting for the CLI (all on stderr): a rich progress bar per video, and the summary table."""
+"""Console reporting for the CLI (all on stderr): a rich progress bar per video, and the summary table. Names are
+shown with control characters escaped (emovid.errors.printable): a file name cannot drive the terminal."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from emovid.errors import printable
 from emovid.pipeline import Models, ProgressCallback, VideoResult
 
 
@@ -53,13 +55,13 @@ class ConsoleReporter:
             self._progress.stop()
 
     def models_loaded(self, models: Models) -> None:
-        self.console.print(Text(models.describe()), soft_wrap=True)  # one line, however narrow the terminal
+        self.console.print(Text(printable(models.describe())), soft_wrap=True)  # one line, however narrow the terminal
 
     def video_started(self, path: Path) -> ProgressCallback:
         if not self._started:  # started with the first video, so runs that process nothing print no bars
             self._progress.start()
             self._started = True
-        task = self._progress.add_task(path.name, total=None)
+        task = self._progress.add_task(printable(path.name), total=None)
         self._tasks[path] = task
 
         def update(done: int, total: int) -> None:
@@ -70,11 +72,11 @@ class ConsoleReporter:
     def video_finished(self, result: VideoResult) -> None:
         task = self._tasks.get(result.path)
         if result.status == "skipped":
-            self._progress.console.print(Text(f"{result.path}: skipped (outputs exist; --overwrite redoes them)"),
-                                         soft_wrap=True)
+            line = f"{printable(str(result.path))}: skipped (outputs exist; --overwrite redoes them)"
+            self._progress.console.print(Text(line), soft_wrap=True)
         elif result.status == "failed":
             if task is not None:
-                self._progress.update(task, description=f"{result.path.name} (failed)")
+                self._progress.update(task, description=f"{printable(result.path.name)} (failed)")
             self._progress.console.print(Text.assemble(("failed ", "red"), failure_line(result)), soft_wrap=True)
         elif task is not None:
             self._progress.update(task, total=result.frames, completed=result.frames)
@@ -83,12 +85,15 @@ class ConsoleReporter:
 def reason(result: VideoResult) -> str:
     """A failure's one-line reason without the leading "<video path>: " (the summary names the video)."""
     error = result.error or ""
-    prefix = f"{result.path}: "
-    return error[len(prefix):] if error.startswith(prefix) else error
+    for prefix in (f"{result.path}: ", f"{' '.join(str(result.path).split())}: "):  # one_line() folds whitespace
+        if error.startswith(prefix):
+            return error[len(prefix):]
+    return error
 
 
 def failure_line(result: VideoResult) -> str:
-    return f"{result.path}: {reason(result)}"
+    """"<video>: <reason>" on one line, control characters escaped."""
+    return printable(f"{result.path}: {reason(result)}")
 
 
 def _duration(seconds: float | None) -> str:
@@ -110,6 +115,7 @@ def summary_table(results: list[VideoResult]) -> Table:
     styles = {"done": "green", "skipped": "yellow", "failed": "red"}
     for r in results:
         detail = reason(r) if r.status == "failed" else ", ".join(p.name for p in r.outputs) or "-"
-        table.add_row(Text(str(r.path)), _duration(r.duration_s), str(r.tracks) if r.status == "done" else "-",
-                      f"{r.fps:.1f}" if r.fps else "-", Text(r.status, style=styles[r.status]), Text(detail))
+        table.add_row(Text(printable(str(r.path))), _duration(r.duration_s),
+                      str(r.tracks) if r.status == "done" else "-", f"{r.fps:.1f}" if r.fps else "-",
+                      Text(r.status, style=styles[r.status]), Text(printable(detail)))
     return table

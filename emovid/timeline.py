@@ -1,9 +1,13 @@
 """The per-second timeline: mean emotion probabilities per track per second, as CSV, DataFrame and PNG.
 
-Every second of the video has at least one row (second k covers [k, k+1), the last one capped at the video's
-duration); a second without faces has exactly one row with an empty track_id, frames 0 and empty probabilities.
+Every second during which a decoded frame is shown has at least one row (second k covers [k, k+1); a frame is
+shown from its timestamp until the next frame, for at most one frame period, the last one until the video's
+duration; the last row is capped there). Seconds that no decoded frame reaches (a file cut short, a gap in the
+timestamps, a header that claims more) have no row, so the rows are bounded by the frames decoded whatever a
+header says. A second without faces has exactly one row with an empty track_id, frames 0 and empty probabilities.
 Rows are sorted by second then track_id; floats are written with fixed decimals, so the same frames give
-byte-identical CSV text.
+byte-identical CSV text. The last column, input_id, tells same-named videos apart (emovid.outputs.input_id). Text
+cells that a spreadsheet would take for a formula (starting with = + - @, tab or CR) get a leading single quote.
 """
 
 from __future__ import annotations
@@ -19,12 +23,21 @@ import numpy as np
 from emovid import EMOTIONS
 from emovid.faces import FrameFaces
 
-COLUMNS: tuple[str, ...] = ("video", "track_id", "second", "start_s", "end_s", "frames", *EMOTIONS, "dominant")
+COLUMNS: tuple[str, ...] = ("video", "track_id", "second", "start_s", "end_s", "frames", *EMOTIONS, "dominant",
+                            "input_id")
 FRAME_COLUMNS: tuple[str, ...] = ("frame", "timestamp_s", "track_id", "x1", "y1", "x2", "y2", "confidence",
                                   *EMOTIONS)
 PROB_DECIMALS = 4
 TIME_DECIMALS = 3
 _EPS_S = 1e-6  # timestamps like 25 * 0.04 land a hair below the second they belong to
+_HOLD_S = 1.0  # how long a frame is taken as shown when the frame period is unknown
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text_cell(text: str) -> str:
+    """A text cell that a spreadsheet shows as text: a leading single quote before = + - @, tab or CR (OWASP's
+    advice against CSV injection)."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
 EMOTION_COLORS = {  # colours of the plot, one per emotion
     "angry": "#d62728", "disgust": "#8c8c00", "fear": "#9467bd", "happy": "#f2c12e", "sad": "#1f77b4",
     "surprise": "#ff7f0e", "neutral": "#a0a0a0",
@@ -49,6 +62,7 @@ class TimelineRow:
     end_s: float
     frames: int  # frames of this track in this second (0 for the no-face row)
     probs: tuple[float, ...] | None  # mean probabilities in EMOTIONS order; None for the no-face row
+    input_id: str = ""  # emovid.outputs.input_id of the video's file
 
     @property
     def dominant(self) -> str | None:
@@ -57,17 +71,25 @@ class TimelineRow:
     def cells(self) -> list[str]:
         """The CSV cells, formatted deterministically."""
         probs = [f"{p:.{PROB_DECIMALS}f}" for p in self.probs] if self.probs is not None else [""] * len(EMOTIONS)
-        return [self.video, "" if self.track_id is None else str(self.track_id), str(self.second),
+        return [csv_text_cell(self.video), "" if self.track_id is None else str(self.track_id), str(self.second),
                 f"{self.start_s:.{TIME_DECIMALS}f}", f"{self.end_s:.{TIME_DECIMALS}f}", str(self.frames),
-                *probs, self.dominant or ""]
+                *probs, self.dominant or "", csv_text_cell(self.input_id)]
+
+
+def write_rows(handle, header: Iterable[str] | None, rows: Iterable[list[str]]) -> None:
+    """CSV rows ('\n' line ends) to an open text file, one at a time. A row with a CR in a cell (a file name) is
+    written with every cell quoted: the csv module leaves a lone CR unquoted, which readers take for a line end."""
+    minimal = csv.writer(handle, lineterminator="\n")
+    quoted = csv.writer(handle, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    for row in ([header] if header is not None else []):
+        minimal.writerow(row)
+    for row in rows:
+        (quoted if any("\r" in cell for cell in row) else minimal).writerow(row)
 
 
 def _csv_text(header: Iterable[str] | None, rows: Iterable[list[str]]) -> str:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    if header is not None:
-        writer.writerow(header)
-    writer.writerows(rows)
+    write_rows(buffer, header, rows)
     return buffer.getvalue()
 
 
@@ -86,6 +108,10 @@ class Timeline:
     def to_csv(self, header: bool = True) -> str:
         return _csv_text(COLUMNS if header else None, (row.cells() for row in self.rows))
 
+    def write_csv(self, handle, header: bool = True) -> None:
+        """The CSV text of to_csv() written row by row to an open text file."""
+        write_rows(handle, COLUMNS if header else None, (row.cells() for row in self.rows))
+
     def to_dataframe(self):
         """A pandas DataFrame with COLUMNS (track_id nullable Int64, probabilities NaN on no-face rows)."""
         import pandas as pd
@@ -103,31 +129,65 @@ class Timeline:
         for k, label in enumerate(EMOTIONS):
             data[label] = probs[:, k]
         data["dominant"] = pd.array([r.dominant for r in self.rows], dtype="string")
+        data["input_id"] = [r.input_id for r in self.rows]
         return pd.DataFrame(data, columns=list(COLUMNS))
 
 
-def timelines_csv(timelines: Iterable[Timeline]) -> str:
-    """Several videos' timelines in one CSV (one header)."""
-    return _csv_text(COLUMNS, []) + "".join(t.to_csv(header=False) for t in timelines)
+def timelines_csv(timelines: Iterable[Timeline], handle=None) -> str | None:
+    """Several videos' timelines in one CSV (one header): written row by row to `handle`, or returned as text."""
+    if handle is None:
+        buffer = io.StringIO()
+        timelines_csv(timelines, buffer)
+        return buffer.getvalue()
+    write_rows(handle, COLUMNS, [])
+    for timeline in timelines:
+        timeline.write_csv(handle, header=False)
+    return None
 
 
 class TimelineBuilder:
     """Accumulates classified faces frame by frame (constant memory per track-second), then builds a Timeline.
 
-    Faces without a track id (-1) or without probabilities (NaN) are not counted.
+    `saw(timestamp_s)` is told every decoded frame (analysed or not; `add` tells it too): the seconds during which
+    those frames are shown are the timeline's seconds. A frame is shown until the next one, for at most
+    `frame_period_s` (default one second), the last one until `duration_s` within that bound. Faces without a track
+    id (-1) or without probabilities (NaN) are not counted.
     """
 
-    def __init__(self, video: str, duration_s: float, n_labels: int = len(EMOTIONS)):
+    def __init__(self, video: str, duration_s: float, n_labels: int = len(EMOTIONS),
+                 frame_period_s: float | None = None, input_id: str = ""):
         self.video = video
         self.duration_s = float(duration_s)
+        self.input_id = input_id
+        hold = _HOLD_S if frame_period_s is None or not math.isfinite(frame_period_s) else float(frame_period_s)
+        self._hold_s = min(max(hold, 0.0), 10.0)  # a header's frame rate bounds nothing: ten seconds at most
         self._sums: dict[tuple[int, int], np.ndarray] = {}
         self._counts: dict[tuple[int, int], int] = {}
-        self._last_second = -1
+        self._seconds: set[int] = set()
+        self._last_s: float | None = None
         self._n_labels = n_labels
+
+    def _shown(self, start_s: float, end_s: float) -> None:
+        """Marks the seconds that [start_s, end_s) reaches (and start_s's own)."""
+        first = second_of(start_s)
+        self._seconds.add(first)
+        last = math.ceil(end_s - _EPS_S) - 1 if math.isfinite(end_s) else first
+        self._seconds.update(range(first + 1, max(first, last) + 1))
+
+    def saw(self, timestamp_s: float) -> None:
+        timestamp_s = float(timestamp_s)
+        if not math.isfinite(timestamp_s):
+            return
+        last = self._last_s
+        if last is not None and timestamp_s > last:
+            self._shown(last, min(timestamp_s, last + self._hold_s))
+        if last is None or timestamp_s > last:
+            self._last_s = timestamp_s
+        self._seconds.add(second_of(timestamp_s))
 
     def add(self, frame: FrameFaces) -> None:
         second = second_of(frame.timestamp_s)
-        self._last_second = max(self._last_second, second)
+        self.saw(frame.timestamp_s)
         faces = frame.faces
         for i in range(len(faces)):
             track_id = int(faces.track_id[i])
@@ -141,24 +201,39 @@ class TimelineBuilder:
             self._sums[key] += np.clip(probs.astype(np.float64), 0.0, 1.0)
             self._counts[key] += 1
 
+    def end_s(self) -> float:
+        """Where the timeline ends: the video's duration, or the end of the last decoded frame when the duration
+        claims more (or no frame was seen: the duration)."""
+        if self._last_s is None:
+            return self.duration_s
+        if self.duration_s > self._last_s:
+            return min(self.duration_s, self._last_s + self._hold_s)
+        return self.duration_s
+
     def build(self) -> Timeline:
-        seconds = max(n_seconds(self.duration_s), self._last_second + 1)
+        end = self.end_s()
+        if self._last_s is not None:
+            self._shown(self._last_s, end)
+            seconds = set(self._seconds)
+        else:  # nothing seen: the seconds of the duration
+            seconds = set(range(n_seconds(end)))
         by_second: dict[int, list[int]] = {}
         for second, track_id in self._sums:
             by_second.setdefault(second, []).append(track_id)
+            seconds.add(second)
         rows = []
-        for second in range(seconds):
+        for second in sorted(seconds):
             start = float(second)
-            end = min(second + 1.0, self.duration_s) if self.duration_s > second else second + 1.0
+            row_end = min(second + 1.0, end) if end > second else second + 1.0
             tracks = sorted(by_second.get(second, []))
             if not tracks:
-                rows.append(TimelineRow(self.video, None, second, start, end, 0, None))
+                rows.append(TimelineRow(self.video, None, second, start, row_end, 0, None, self.input_id))
             for track_id in tracks:
                 key = (second, track_id)
                 mean = self._sums[key] / self._counts[key]
-                rows.append(TimelineRow(self.video, track_id, second, start, end, self._counts[key],
-                                        tuple(float(p) for p in mean)))
-        return Timeline(video=self.video, duration_s=self.duration_s, rows=tuple(rows))
+                rows.append(TimelineRow(self.video, track_id, second, start, row_end, self._counts[key],
+                                        tuple(float(p) for p in mean), self.input_id))
+        return Timeline(video=self.video, duration_s=end, rows=tuple(rows))
 
 
 # --- per-frame rows ---------------------------------------------------------------------------------------------
@@ -275,7 +350,7 @@ def render_png(timeline: Timeline, max_tracks: int = 8) -> bytes:
             _text(image, f"{fraction:g}", (_LEFT_PX - 6, y), 0.35, "right")
     axis_y = _TOP_PX + n_panels * _PANEL_PX - 16
     if seconds:
-        step = next((s for s in _TICK_STEPS_S if end_s / s <= 12), _TICK_STEPS_S[-1])
+        step = next((s for s in _TICK_STEPS_S if end_s / s <= 12), max(_TICK_STEPS_S[-1], math.ceil(end_s / 12)))
         for tick in range(0, int(end_s) + 1, step):
             x = x_of(tick)
             cv2.line(image, (x, axis_y), (x, axis_y + 5), _INK, 1)

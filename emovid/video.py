@@ -7,10 +7,16 @@ Reading
 - `read_frames(path)` decodes one frame at a time (constant memory, FFmpeg's frame/slice threads) as BGR uint8
   with the container's rotation (phone videos) applied. `Frame.timestamp_s` is the frame's presentation time
   (pts * time_base) minus the video stream's start, so variable frame rate video keeps its real timing.
+- Every file is opened as a local file (`file:` and its absolute path), never as a URL or FFmpeg protocol, whatever
+  its name (`http:x.mp4`, `concat:a.mp4|b.mp4`).
 - Damage inside a file: a packet that fails to decode is skipped (as ffmpeg does) and a read error ends the
   stream; every frame that decoded is yielded and the number of skipped packets is logged as a warning on
-  the `emovid.video` logger, as is a file that ends before the frame count its index gives (a truncated file whose
-  index comes first). A file in which no frame decodes at all raises `InputError`.
+  the `emovid.video` logger. A file that ends well short of what its header declares (frames decoded under the
+  frame count its index gives, or under the video stream's duration, by more than `_SHORT_FRACTION` and two
+  frames; by more than a quarter and 2 s against a container's duration, which may be the audio's) raises
+  `InputError` after its last frame: it was cut (a copy or upload stopped) or is damaged, and its results would
+  be partial. A smaller shortfall is logged as a warning. A file in which no frame decodes at all raises
+  `InputError`.
 - Rotation: the display matrix's rotation is applied in multiples of 90 degrees (the angle is rounded to the
   nearest multiple); a mirroring display matrix is not applied.
 
@@ -53,6 +59,17 @@ AUDIO_BIT_RATE = 128_000
 _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
 
 
+_SHORT_FRACTION = 0.05  # of the declared length that may be missing before a file counts as cut short
+
+
+def local(path: Path | str) -> str:
+    """What av.open gets for a local file: FFmpeg's file protocol and the absolute path, so no name (http:..., a
+    concat: list, a pipe:) is ever taken for a URL or another protocol."""
+    import os
+
+    return "file:" + os.path.abspath(os.fspath(path))
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     path: Path
@@ -64,6 +81,7 @@ class VideoInfo:
     has_audio: bool
     rate: Fraction = Fraction(0)  # fps as an exact fraction (what VideoSink writes); 0 when unknown
     start_s: float = 0.0  # the video stream's start in the container; Frame.timestamp_s is relative to it
+    duration_from: str = "stream"  # where duration_s comes from: stream | container (may be the audio's) | frames
 
 
 # --- errors -----------------------------------------------------------------------------------------------------
@@ -94,7 +112,7 @@ def _open(path: Path):
 
     _check_file(path)
     try:
-        container = av.open(str(path), "r", metadata_errors="ignore")
+        container = av.open(local(path), "r", metadata_errors="ignore")
     except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{path}: not a readable video file ({_reason(exc)})") from None
     # a cover picture (music files) is a one-frame "video" stream: not a video
@@ -179,11 +197,16 @@ def _frames_of(container, stream, path: Path) -> Iterator:
         log.warning("%s: %d damaged video packet(s) skipped", path, skipped)
 
 
-def probe(path: Path | str) -> VideoInfo:
-    """Read a video's properties and decode its first frame; InputError ("<path>: <reason>") otherwise."""
+def probe(path: Path | str, max_megapixels: float | None = None) -> VideoInfo:
+    """Read a video's properties and decode its first frame; InputError ("<path>: <reason>") otherwise, or when
+    the header's frame size is over `max_megapixels` (checked before any frame is decoded)."""
     path = Path(path)
     container, stream = _open(path)
     try:
+        width, height = stream.codec_context.width or 0, stream.codec_context.height or 0
+        if max_megapixels is not None and width * height > max_megapixels * 1e6:
+            raise InputError(f"{path}: frames of {width}x{height} are over --max-megapixels {max_megapixels:g} "
+                             "(memory grows with frame size; raise it to analyse this video)")
         stream.thread_type = "AUTO"
         first = next(iter(_frames_of(container, stream, path)), None)
         if first is None:
@@ -194,12 +217,13 @@ def probe(path: Path | str) -> VideoInfo:
             width, height = height, width
         time_base = stream.time_base or Fraction(1, 1)
         rate = _rate(stream)
+        duration_from = "stream"
         if stream.duration is not None and stream.duration > 0:
             duration_s = float(stream.duration * time_base)
         elif container.duration is not None and container.duration > 0:
-            duration_s = container.duration / 1_000_000
+            duration_s, duration_from = container.duration / 1_000_000, "container"
         else:
-            duration_s = 0.0
+            duration_s, duration_from = 0.0, "frames"
         frame_count = int(stream.frames or 0)
         if rate is None:
             rate = Fraction(frame_count / duration_s).limit_denominator(1001) if frame_count and duration_s else None
@@ -212,7 +236,7 @@ def probe(path: Path | str) -> VideoInfo:
         start_s = float(stream.start_time * time_base) if stream.start_time is not None else 0.0
         return VideoInfo(path=path, size_wh=(int(width), int(height)), fps=float(rate), frame_count=frame_count,
                          duration_s=duration_s, rotation_deg=rotation_deg, has_audio=bool(container.streams.audio),
-                         rate=rate, start_s=start_s)
+                         rate=rate, start_s=start_s, duration_from=duration_from)
     finally:
         container.close()
 
@@ -246,10 +270,30 @@ def read_frames(path: Path | str, info: VideoInfo | None = None) -> Iterator[Fra
             index += 1
         if index == 0:
             raise InputError(f"{path}: no decodable video frame")
-        if stream.frames and index < stream.frames:  # the index promised more: cut short (a copy or upload stopped)
-            log.warning("%s: the file ends early: %d of %d frames decoded (truncated?)", path, index, stream.frames)
+        _check_length(path, info, index, last_s + step if last_s is not None else 0.0, int(stream.frames or 0))
     finally:
         container.close()
+
+
+def _check_length(path: Path, info: VideoInfo, frames: int, end_s: float, declared_frames: int) -> None:
+    """InputError when the frames decoded fall well short of what the header declares (see the module docstring);
+    a warning for a smaller shortfall."""
+    if declared_frames and frames < declared_frames:
+        if declared_frames - frames > max(2, _SHORT_FRACTION * declared_frames):
+            raise InputError(f"{path}: the file ends early: {frames} of {declared_frames} frames decoded (cut short "
+                             "or damaged)")
+        log.warning("%s: the file ends early: %d of %d frames decoded (truncated?)", path, frames, declared_frames)
+        return
+    if declared_frames or info.duration_from == "frames" or not math.isfinite(info.duration_s):
+        return
+    missing_s = info.duration_s - end_s
+    if info.duration_from == "stream":
+        allowed_s = max(2.0 / info.fps, _SHORT_FRACTION * info.duration_s)
+    else:
+        allowed_s = max(2.0, 0.25 * info.duration_s)
+    if missing_s > allowed_s:
+        raise InputError(f"{path}: the file ends early: frames up to {end_s:.3f} s of the {info.duration_s:.3f} s its "
+                         "header declares (cut short or damaged)")
 
 
 # --- writing ----------------------------------------------------------------------------------------------------
@@ -272,7 +316,7 @@ class _AudioCopy:
         import av
 
         self.path = source
-        self.input = av.open(str(source), "r", metadata_errors="ignore")
+        self.input = av.open(local(source), "r", metadata_errors="ignore")
         try:
             if not self.input.streams.audio:
                 raise InputError(f"{source}: no audio stream")
@@ -391,7 +435,7 @@ class VideoSink:
 
         fmt = None if self.path.suffix.lower() in (".mp4", ".m4v", ".mov") else "mp4"
         try:
-            self._container = av.open(str(self.path), "w", format=fmt, options={"movflags": "+faststart"})
+            self._container = av.open(local(self.path), "w", format=fmt, options={"movflags": "+faststart"})
         except (av.FFmpegError, OSError) as exc:
             raise OutputError(f"{self.path}: cannot write ({_reason(exc)})") from None
         try:

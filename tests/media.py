@@ -173,8 +173,8 @@ def _write_audio(container, stream, duration_s: float) -> None:
 
 
 def write_frames(path: Path | str, images: Iterable[np.ndarray], fps=25, timestamps_s: Sequence[float] | None = None,
-                 rotation_deg: int = 0, audio: bool = False, faststart: bool = False, pix_fmt: str = "yuv420p"
-                 ) -> Path:
+                 rotation_deg: int = 0, audio: bool = False, faststart: bool = False, pix_fmt: str = "yuv420p",
+                 container_format: str = "mp4") -> Path:
     """Encode BGR images to an H.264 MP4 (pix_fmt yuv444p allows odd sizes); see the module docstring."""
     import av
     import cv2
@@ -188,7 +188,7 @@ def write_frames(path: Path | str, images: Iterable[np.ndarray], fps=25, timesta
     path = Path(path)
     n = 0
     last_s = 0.0
-    with av.open(str(path), "w", format="mp4", options=options) as container:
+    with av.open(str(path), "w", format=container_format, options=options) as container:
         stream = container.add_stream("libx264", rate=rate)
         stream.pix_fmt = pix_fmt
         stream.codec_context.time_base = time_base
@@ -296,3 +296,26 @@ def bad_inputs(folder: Path) -> dict[str, Path]:
     files["garbage_frames"] = folder / "garbage_frames.mp4"
     files["garbage_frames"].write_bytes(bytes(garbage))
     return files
+
+
+def write_lying_mkv(path: Path | str, n_frames: int = 50, fps: int = 25, claimed_s: float = 1e9) -> Path:
+    """A Matroska file of `n_frames` plain frames whose header (Segment Info Duration) claims `claimed_s` seconds."""
+    import struct
+
+    import av
+
+    path = Path(path)
+    with av.open(str(path), "w", format="matroska") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        for i in range(n_frames):
+            frame = av.VideoFrame.from_ndarray(np.full((120, 160, 3), (i * 4) % 256, np.uint8), format="bgr24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    data = bytearray(path.read_bytes())
+    at = data.find(b"\x44\x89")  # the Duration element: its size byte, then a float of milliseconds
+    width = {0x88: 8, 0x84: 4}[data[at + 2]]
+    data[at + 3:at + 3 + width] = struct.pack(">d" if width == 8 else ">f", claimed_s * 1000)
+    path.write_bytes(bytes(data))
+    return path

@@ -87,3 +87,31 @@ def constant_model(path: Path, probabilities, metadata: dict[str, str] | None = 
 def one_hot(k: int, high: float = 0.94) -> list[float]:
     low = (1 - high) / 6
     return [high if i == k else low for i in range(7)]
+
+
+def nan_on_faces_model(path: Path) -> Path:
+    """Like brightness_model for flat images (the loader's test batch, all 0 and all 128), NaN for any image whose
+    pixels vary (every real face crop): probs + sqrt(-variance)."""
+    image, probs = _io()
+    nodes = [
+        helper.make_node("ReduceMean", ["image"], ["mean4"], axes=[1, 2, 3], keepdims=1),
+        helper.make_node("Sub", ["image", "mean4"], ["centred"]),
+        helper.make_node("Mul", ["centred", "centred"], ["sq4"]),
+        helper.make_node("ReduceMean", ["sq4"], ["var4"], axes=[1, 2, 3], keepdims=1),
+        helper.make_node("Reshape", ["var4", "shape_n1"], ["var"]),
+        helper.make_node("Neg", ["var"], ["neg"]),
+        helper.make_node("Sqrt", ["neg"], ["nan_or_zero"]),
+        helper.make_node("Reshape", ["mean4", "shape_n1"], ["mean"]),
+        helper.make_node("Sub", ["mean", "centers"], ["diff"]),
+        helper.make_node("Mul", ["diff", "diff"], ["sq"]),
+        helper.make_node("Mul", ["sq", "scale"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["soft"], axis=1),
+        helper.make_node("Add", ["soft", "nan_or_zero"], ["probs"]),
+    ]
+    inits = [
+        helper.make_tensor("shape_n1", TensorProto.INT64, [2], [-1, 1]),
+        helper.make_tensor("centers", TensorProto.FLOAT, [7], CENTERS.tolist()),
+        helper.make_tensor("scale", TensorProto.FLOAT, [], [-1.0 / TEMPERATURE]),
+    ]
+    graph = helper.make_graph(nodes, "nan_on_faces", [image], [probs], inits)
+    return _save(graph, path, {**CONTRACT, "emovid.arch": "nan-on-faces"})

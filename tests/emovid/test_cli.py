@@ -176,7 +176,7 @@ def test_a_missing_model_file_is_a_usage_error(tmp_path):
 def test_timeline_writes_csv_and_png_into_out(tmp_path, videos, loaded):
     result = invoke("timeline", videos / "a.mp4", "--out", tmp_path / "out")
     assert result.exit_code == 0, result.output
-    assert files_in(tmp_path / "out") == ["a.timeline.csv", "a.timeline.png"]
+    assert files_in(tmp_path / "out") == ["a.emovid.json", "a.timeline.csv", "a.timeline.png"]
     assert result.stdout == ""
     assert "ONNX Runtime: running on CPU (CPUExecutionProvider); emotion model bright" in result.stderr
     assert "emovid summary" in result.stderr and "done" in result.stderr
@@ -189,13 +189,13 @@ def test_outputs_go_beside_the_input_by_default(tmp_path, videos, loaded):
     clip = tmp_path / "c.mp4"
     clip.write_bytes((videos / "a.mp4").read_bytes())
     assert invoke("timeline", clip).exit_code == 0
-    assert files_in(tmp_path) == ["c.mp4", "c.timeline.csv", "c.timeline.png"]
+    assert files_in(tmp_path) == ["c.emovid.json", "c.mp4", "c.timeline.csv", "c.timeline.png"]
 
 
 def test_csv_to_stdout(tmp_path, videos, loaded):
     result = invoke("timeline", videos / "b.mp4", "--csv", "-", "--out", tmp_path / "out", *EXACT)
     assert result.exit_code == 0, result.output
-    assert files_in(tmp_path / "out") == ["b.timeline.png"]
+    assert files_in(tmp_path / "out") == ["b.emovid.json", "b.timeline.png"]
     assert invoke("timeline", videos / "b.mp4", "--out", tmp_path / "files", *EXACT).exit_code == 0
     assert result.stdout == (tmp_path / "files" / "b.timeline.csv").read_text()
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
@@ -214,20 +214,23 @@ def test_csv_path_collects_every_input(tmp_path, videos, loaded):
     assert result.exit_code == 0, result.output
     rows = read_rows(tmp_path / "all.csv")
     assert [r["video"] for r in rows] == ["a.mp4"] * 2 + ["b.mp4"] * 4
-    assert files_in(tmp_path / "out") == ["a.timeline.png", "b.timeline.png"]
+    assert files_in(tmp_path / "out") == ["a.emovid.json", "a.timeline.png", "b.emovid.json", "b.timeline.png"]
 
 
 def test_complete_videos_are_skipped_unless_overwrite(tmp_path, videos, loaded):
     out = tmp_path / "out"
     assert invoke("timeline", videos, "--out", out).exit_code == 0
-    (out / "a.timeline.csv").write_text("marker")
+    written = (out / "a.timeline.csv").read_bytes()
     result = invoke("timeline", videos, "--out", out)
     assert result.exit_code == 0 and result.stderr.count("skipped") >= 2
-    assert (out / "a.timeline.csv").read_text() == "marker"
     assert len(loaded) == 1  # nothing to do: the models were not loaded
+    (out / "a.timeline.csv").write_text("marker")  # changed since emovid wrote it: never replaced silently
+    result = invoke("timeline", videos, "--out", out)
+    assert result.exit_code == 1 and "a.timeline.csv: exists and was not written by emovid" in result.stderr
+    assert (out / "a.timeline.csv").read_text() == "marker" and "b.mp4: skipped" in result.stderr
     result = invoke("timeline", videos, "--out", out, "--overwrite")
-    assert result.exit_code == 0 and (out / "a.timeline.csv").read_text().startswith("video,")
-    assert len(loaded) == 2
+    assert result.exit_code == 0 and (out / "a.timeline.csv").read_bytes() == written
+    assert len(loaded) == 3
 
 
 def test_the_analysis_commands_give_openblas_one_thread_unless_the_user_chose(tmp_path, videos, loaded, monkeypatch):
@@ -279,7 +282,7 @@ def test_a_failing_video_gives_exit_1_and_the_others_run(tmp_path, videos, loade
     broken.write_bytes(b"\x00not a video" * 50)
     result = invoke("timeline", broken, videos / "a.mp4", "--out", tmp_path / "out")
     assert result.exit_code == 1
-    assert files_in(tmp_path / "out") == ["a.timeline.csv", "a.timeline.png"]
+    assert files_in(tmp_path / "out") == ["a.emovid.json", "a.timeline.csv", "a.timeline.png"]
     assert f"failed: {broken}: " in result.stderr and "1 of 2 video(s) failed" in result.stderr
     assert "Traceback" not in result.output
     debug = invoke("timeline", broken, "--out", tmp_path / "out", "--debug")
@@ -296,7 +299,8 @@ def test_an_unwritable_output_folder_fails_the_videos(tmp_path, videos, loaded):
 def test_annotate_writes_video_timeline_and_per_frame_rows(tmp_path, videos, loaded):
     result = invoke("annotate", videos / "b.mp4", "--out", tmp_path, "--per-frame", "--every", "2")
     assert result.exit_code == 0, result.output
-    assert files_in(tmp_path) == ["b.annotated.mp4", "b.frames.csv", "b.timeline.csv", "b.timeline.png"]
+    assert files_in(tmp_path) == ["b.annotated.mp4", "b.emovid.json", "b.frames.csv", "b.timeline.csv",
+                                  "b.timeline.png"]
     info = probe(tmp_path / "b.annotated.mp4")
     assert info.frame_count == 30 and info.size_wh == (160, 120) and info.fps == pytest.approx(25.0)
     assert loaded[0].every == 2

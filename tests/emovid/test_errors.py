@@ -11,6 +11,7 @@ import csv
 import errno
 import io
 import os
+import re
 import subprocess
 import sys
 import weakref
@@ -20,11 +21,12 @@ import media
 import numpy as np
 import pytest
 from emovid_fakes import FakeDetector
-from onnx_models import brightness_model, constant_model, one_hot
+from onnx_models import brightness_model, constant_model, nan_on_faces_model, one_hot
 from typer.testing import CliRunner
 
 from emovid.classify import load_classifier
 from emovid.cli import app
+from emovid.errors import printable
 from emovid.faces import Frame
 from emovid.pipeline import AnalysisOptions, Models, analyse_frames
 from emovid.video import probe
@@ -108,7 +110,7 @@ def test_a_bad_input_fails_in_one_line_and_the_batch_goes_on(tmp_path, corpus, m
     [line] = failures(result)
     assert line.startswith(f"failed: {bad}: {reason}")
     assert "1 of 2 video(s) failed" in result.stderr and "Traceback" not in result.output
-    assert files_in(out) == ["good.timeline.csv", "good.timeline.png"]  # the other video, nothing else
+    assert files_in(out) == ["good.emovid.json", "good.timeline.csv", "good.timeline.png"]  # the other video only
     assert rows_of(out / "good.timeline.csv") == [("0", "1", "25")]
 
 
@@ -127,22 +129,177 @@ def test_the_whole_corpus_in_one_batch(tmp_path, corpus, model):
     assert result.exit_code == 1
     assert [line.split(": ")[1] for line in failures(result)] == [str(p) for p in bad]
     assert f"{len(bad)} of {len(bad) + 1} video(s) failed" in result.stderr
-    assert files_in(tmp_path / "out") == ["good.timeline.csv", "good.timeline.png"]
+    assert files_in(tmp_path / "out") == ["good.emovid.json", "good.timeline.csv", "good.timeline.png"]
 
 
-# --- odd but valid videos: exit 0 -------------------------------------------------------------------------------
+# --- nothing lost, nothing wrong with exit 0 -----------------------------------------------------------------------
 
 
-def test_a_cut_video_whose_index_comes_first_gives_what_decodes_and_says_so(tmp_path, model, caplog):
+def test_a_cut_video_fails_writes_nothing_and_is_not_skipped_on_a_rerun(tmp_path, model):
+    """Cut after its index (moov first): the frames that decode are far fewer than the index lists, so the video
+    fails (no "no face" rows for the seconds never decoded), and a rerun tries it again."""
     clip = media.make_face_video(tmp_path / "full.mp4", duration_s=2.0, faststart=True).path
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(clip.read_bytes()[:clip.stat().st_size // 2])
-    result = timeline(model, cut, "--out", tmp_path / "out")
+    out = tmp_path / "out"
+    for _ in range(2):
+        result = timeline(model, cut, "--out", out)
+        assert result.exit_code == 1, result.output
+        [line] = failures(result)
+        assert re.fullmatch(rf"failed: {re.escape(str(cut))}: the file ends early: \d+ of 50 frames decoded \(cut "
+                            r"short or damaged\)", line)
+        assert files_in(out) == [] and "skipped" not in result.stderr
+
+
+def test_a_header_claiming_a_billion_seconds_fails_quickly(tmp_path, model):
+    """2 s of frames in a Matroska file whose header claims 1e9 s: the timeline was built for the header's length
+    (5 GB); now rows follow the decoded frames and the video fails as cut short or damaged."""
+    lying = media.write_lying_mkv(tmp_path / "lying.mkv", n_frames=50, claimed_s=1e9)
+    result = timeline(model, lying, "--out", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    assert failures(result) == [f"failed: {lying}: the file ends early: frames up to 2.000 s of the "
+                                "1000000000.000 s its header declares (cut short or damaged)"]
+    assert files_in(tmp_path / "out") == []
+
+
+def test_a_frame_at_a_million_seconds_gives_two_rows_not_a_million(tmp_path, model):
+    image = media.face_image((160, 120), [(60, 30, 100, 80)])
+    gap = media.write_frames(tmp_path / "gap.mkv", [image] * 3, timestamps_s=[0.0, 0.04, 1e6],
+                             container_format="matroska")  # MP4's 32-bit sample durations cannot hold the gap
+    result = timeline(model, gap, "--out", tmp_path / "out")
     assert result.exit_code == 0, result.output
-    rows = rows_of(tmp_path / "out" / "cut.timeline.csv")
-    assert rows[0][:2] == ("0", "1") and 0 < int(rows[0][2]) < 25 and rows[1:] == [("1", "", "0")]
-    [warning] = [r.getMessage() for r in caplog.records if r.name == "emovid.video"]
-    assert warning == f"{cut}: the file ends early: {rows[0][2]} of 50 frames decoded (truncated?)"
+    rows = read_rows(tmp_path / "out" / "gap.timeline.csv")
+    assert [(r["second"], r["end_s"]) for r in rows] == [("0", "1.000"), ("1000000", "1000000.040")]
+
+
+def test_a_model_that_returns_nan_for_faces_fails_the_video_naming_the_model(tmp_path, corpus):
+    """The model passes the loader's check (flat test images) and returns NaN for every real face: the video fails
+    instead of reporting every second as "no face"."""
+    nan_model = nan_on_faces_model(tmp_path / "nan.onnx")
+    result = invoke("timeline", corpus["good"], "--model", nan_model, "--device", "cpu", "--out", tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    [line] = failures(result)
+    assert line.startswith(f"failed: {corpus['good']}: emotion model nan ({nan_model}) returned NaN or infinite "
+                           "probabilities for a face at ")
+    assert files_in(tmp_path / "out") == []
+
+
+def test_a_failed_csv_rerun_keeps_the_earlier_csv(tmp_path, corpus, model):
+    combined = tmp_path / "all.csv"
+    assert timeline(model, corpus["good"], "--csv", combined).exit_code == 0
+    before = combined.read_bytes()
+    rerun = timeline(model, corpus["random"], corpus["good"], "--csv", combined)
+    assert rerun.exit_code == 1
+    assert combined.read_bytes() == before and f"timeline CSV {combined}: kept as it was" in rerun.stderr
+    only_bad = timeline(model, corpus["random"], "--csv", tmp_path / "new.csv")
+    assert only_bad.exit_code == 1 and not (tmp_path / "new.csv").exists()  # no header-only file
+
+
+def test_csv_to_stdout_writes_no_png_beside_the_input(tmp_path, corpus, model):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    clip = folder / "talk.mp4"
+    clip.write_bytes(corpus["good"].read_bytes())
+    result = timeline(model, clip, "--csv", "-")
+    assert result.exit_code == 0, result.output
+    assert files_in(folder) == ["talk.mp4"]
+    assert [(r["second"], r["frames"]) for r in csv.DictReader(io.StringIO(result.stdout))] == [("0", "25")]
+
+
+def test_the_commit_is_all_or_none_when_the_video_cannot_be_renamed(tmp_path, corpus, model):
+    """talk.annotated.mp4 is a folder: nothing of talk.mp4 is renamed (not the CSV and PNG alone)."""
+    out = tmp_path / "out"
+    (out / "good.annotated.mp4").mkdir(parents=True)
+    result = invoke("annotate", corpus["good"], "--model", model, "--device", "cpu", "--out", out, "--overwrite")
+    assert result.exit_code == 1
+    [line] = failures(result)
+    assert line.startswith(f"failed: {corpus['good']}: {out / 'good.annotated.mp4'}: cannot write (")
+    assert files_in(out) == ["good.annotated.mp4"]
+
+
+# --- hostile names and inputs ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["http:x.mp4", "concat:b.mp4|a.mp4", "pipe:0.mp4", "file:c.mp4"])
+def test_names_that_look_like_urls_are_read_and_written_as_local_files(tmp_path, corpus, model, name, monkeypatch):
+    """A URL would be looked up (http:), concatenate other files (concat:) or read stdin (pipe:); a.mp4 and b.mp4
+    are 2 s clips, so reading them instead would give two seconds of rows."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / name).write_bytes(corpus["good"].read_bytes())
+    for other in ("a.mp4", "b.mp4", "c.mp4", "x.mp4"):
+        media.make_face_video(folder / other, duration_s=2.0, faces=[])
+    monkeypatch.chdir(folder)  # relative names, as typed
+    out = tmp_path / "out"
+    result = invoke("annotate", name, "--model", model, "--device", "cpu", "--out", out)
+    assert result.exit_code == 0, result.output
+    stem = Path(name).stem
+    assert rows_of(out / f"{stem}.timeline.csv") == [("0", "1", "25")]
+    assert probe(out / f"{stem}.annotated.mp4").frame_count == 25
+
+
+def test_a_name_too_long_for_its_outputs_fails_alone_and_names_that_fit_work(tmp_path, corpus, model):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    too_long = folder / ("x" * 246 + ".mp4")  # its outputs would need 258-260 bytes
+    fits = folder / ("y" * 236 + ".mp4")  # y...y.annotated.mp4 is 250 bytes: fits, and so must its temporary
+    for path in (too_long, fits):
+        path.write_bytes(corpus["good"].read_bytes())
+    out = tmp_path / "out"
+    result = invoke("annotate", too_long, fits, "--model", model, "--device", "cpu", "--out", out)
+    assert result.exit_code == 1, result.output
+    [line] = failures(result)
+    assert line.startswith(f"failed: {too_long}: {out / too_long.stem}.") and "File name too long" in line
+    assert "internal error" not in result.stderr
+    assert files_in(out) == sorted(f"{fits.stem}{suffix}" for suffix in (".annotated.mp4", ".emovid.json",
+                                                                          ".timeline.csv", ".timeline.png"))
+
+
+def test_names_with_terminal_escapes_newlines_and_formulas(tmp_path, corpus, model):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    formula, newline = folder / "=1+2.mp4", folder / "two\nlines.mp4"
+    escapes = folder / "\x1b]0;owned\x07\x1b[31mred.mp4"
+    formula.write_bytes(corpus["good"].read_bytes())
+    escapes.write_bytes(corpus["good"].read_bytes())
+    newline.write_bytes(b"not a video" * 100)
+    out = tmp_path / "out"
+    result = timeline(model, formula, escapes, newline, "--out", out)
+    assert result.exit_code == 1, result.output
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr  # nothing raw reaches the terminal
+    assert "\\x1b]0;owned\\x07\\x1b[31mred.mp4" in result.stderr  # shown escaped instead
+    [line] = failures(result)
+    assert line.startswith(f"failed: {folder}/two\\nlines.mp4: {UNREADABLE}")
+    assert printable(str(newline)) in line
+    rows = read_rows(out / "=1+2.timeline.csv")
+    assert [r["video"] for r in rows] == ["'=1+2.mp4"]  # a spreadsheet shows it as text
+    assert len(rows[0]["input_id"]) == 12
+
+
+@pytest.mark.parametrize("args", [
+    ("--threads", "100000"), ("--scan-every", "nan"), ("--scan-every", "inf"), ("--full-scan-every", "1e308"),
+    ("--sample-fps", "nan"), ("--sample-fps", "inf"), ("--sample-fps", "1e308"), ("--max-megapixels", "nan"),
+    ("--every", "10000000000"), ("--classify-every", "10000000000"), ("--min-face", "10000000000"),
+    ("--detect-size", "100000"),
+], ids=lambda a: " ".join(a) if isinstance(a, tuple) else a)
+def test_options_out_of_range_nan_or_inf_are_usage_errors(tmp_path, corpus, model, args):
+    result = timeline(model, corpus["good"], *args, "--out", tmp_path / "out")
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "internal error" not in result.output
+    assert args[0] in result.output and not (tmp_path / "out").exists()
+
+
+def test_frames_over_the_megapixel_limit_fail_unless_it_is_raised(tmp_path, model):
+    image = media.face_image((800, 600), [(300, 200, 420, 340)], background_kind="plain")
+    big = media.write_frames(tmp_path / "big.mp4", [image] * 2, fps=25)
+    result = timeline(model, big, "--out", tmp_path / "out", "--max-megapixels", "0.4")
+    assert result.exit_code == 1
+    assert failures(result) == [f"failed: {big}: frames of 800x600 are over --max-megapixels 0.4 (memory grows with "
+                                "frame size; raise it to analyse this video)"]
+    assert timeline(model, big, "--out", tmp_path / "out", "--max-megapixels", "0.5").exit_code == 0
+
+
+# --- odd but valid videos: exit 0 -------------------------------------------------------------------------------
 
 
 def test_a_video_without_faces_gives_empty_track_rows(tmp_path, model):
@@ -203,7 +360,8 @@ def test_spaces_and_non_ascii_in_names(tmp_path, corpus, model):
     out = tmp_path / "sortie à plat" / "sub dir"
     result = timeline(model, folder, "--out", out)
     assert result.exit_code == 0, result.output
-    assert files_in(out) == ["ünïcode — clip é.timeline.csv", "ünïcode — clip é.timeline.png"]
+    stem = "ünïcode — clip é"
+    assert files_in(out) == [f"{stem}.emovid.json", f"{stem}.timeline.csv", f"{stem}.timeline.png"]
     assert {r["video"] for r in read_rows(out / "ünïcode — clip é.timeline.csv")} == {"ünïcode — clip é.mp4"}
 
 
@@ -246,10 +404,10 @@ def test_the_same_input_gives_byte_identical_outputs(tmp_path, corpus, model):
         extra = ["--overwrite"] if i == 2 else []
         assert timeline(model, corpus["good"], "--out", out, "--per-frame", *extra).exit_code == 0
         if i == 0:
-            first = {name: (out / name).read_bytes() for name in files_in(out)}
+            first = {name: (out / name).read_bytes() for name in files_in(out) if name != "good.emovid.json"}
     assert sorted(first) == ["good.frames.csv", "good.timeline.csv", "good.timeline.png"]
-    for out in runs[1:]:
-        assert {name: (out / name).read_bytes() for name in files_in(out)} == first
+    for out in runs[1:]:  # the record (good.emovid.json) holds the outputs' times: not compared
+        assert {name: (out / name).read_bytes() for name in files_in(out) if name != "good.emovid.json"} == first
 
 
 # --- outputs that cannot be written -----------------------------------------------------------------------------
@@ -273,9 +431,14 @@ def test_an_output_name_taken_by_a_folder(tmp_path, corpus, model):
     other.write_bytes(corpus["good"].read_bytes())
     result = timeline(model, corpus["good"], other, "--out", out)
     assert result.exit_code == 1
+    assert failures(result) == [f"failed: {corpus['good']}: {out / 'good.timeline.png'}: exists and was not written "
+                                "by emovid (or was changed since); --overwrite replaces it"]
+    result = timeline(model, corpus["good"], other, "--out", out, "--overwrite")  # tries to replace it
+    assert result.exit_code == 1
     [line] = failures(result)
     assert line.startswith(f"failed: {corpus['good']}: {out / 'good.timeline.png'}: cannot write (")
-    assert files_in(out) == ["good.timeline.png", "other.timeline.csv", "other.timeline.png"]  # no csv alone
+    assert files_in(out) == ["good.timeline.png", "other.emovid.json", "other.timeline.csv",
+                             "other.timeline.png"]  # no csv alone
 
 
 class FullDisk:
@@ -319,7 +482,7 @@ def test_a_full_disk_midway_fails_that_video_only(tmp_path, model, monkeypatch):
     assert result.exit_code == 1, result.output
     assert failures(result) == [f"failed: {long}: {out / 'long.frames.csv'}: cannot write (No space left on device)"]
     assert disk.refused >= 1
-    assert files_in(out) == ["short.frames.csv", "short.timeline.csv", "short.timeline.png"]
+    assert files_in(out) == ["short.emovid.json", "short.frames.csv", "short.timeline.csv", "short.timeline.png"]
     assert rows_of(out / "short.timeline.csv") == [("0", "1", "1")]
 
 
@@ -340,7 +503,7 @@ def test_a_file_size_limit_hit_while_encoding_fails_that_video_only(tmp_path, co
     assert done.returncode == 1, done.stderr
     failed = [line for line in done.stderr.splitlines() if line.startswith("failed: ")]
     assert failed == [f"failed: {noisy}: {out / 'noisy.annotated.mp4'}: cannot write (File too large)"]
-    assert files_in(out) == ["good.annotated.mp4", "good.timeline.csv", "good.timeline.png"]
+    assert files_in(out) == ["good.annotated.mp4", "good.emovid.json", "good.timeline.csv", "good.timeline.png"]
     assert probe(out / "good.annotated.mp4").frame_count == 25
 
 

@@ -35,7 +35,7 @@ def test_the_readme_main_job_on_the_example(tmp_path):
     result = CliRunner().invoke(app, ["annotate", str(EXAMPLE), "--out", str(out), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == [
-        "carphone.annotated.mp4", "carphone.timeline.csv", "carphone.timeline.png"]
+        "carphone.annotated.mp4", "carphone.emovid.json", "carphone.timeline.csv", "carphone.timeline.png"]
     source, annotated = probe(EXAMPLE), probe(out / "carphone.annotated.mp4")
     assert annotated.frame_count == source.frame_count == 120
     assert (annotated.size_wh, annotated.fps) == (source.size_wh, source.fps)

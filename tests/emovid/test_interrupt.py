@@ -25,7 +25,8 @@ LONG_S = 8  # the interrupted video
 def default_sigint() -> None:
     """In the child: SIGINT back to its default. A test run started in the background (`pytest &` in a script)
     inherits SIGINT ignored, and Python keeps an ignored SIGINT ignored, so the signal would never arrive."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # nohup would leave SIGHUP ignored too
+        signal.signal(signum, signal.SIG_DFL)
 
 
 def emovid(*args: str | Path) -> list[str]:
@@ -49,8 +50,9 @@ def clips(tmp_path_factory) -> tuple[Path, Path, Path]:
 
 
 @pytest.mark.parametrize(("command", "started", "outputs"), [
-    (["timeline", "--per-frame"], ".long.frames.csv.tmp-", ("frames.csv", "timeline.csv", "timeline.png")),
-    (["annotate"], ".long.annotated.mp4.tmp-", ("annotated.mp4", "timeline.csv", "timeline.png")),
+    (["timeline", "--per-frame"], ".long.frames.csv.tmp-", ("emovid.json", "frames.csv", "timeline.csv",
+                                                           "timeline.png")),
+    (["annotate"], ".long.annotated.mp4.tmp-", ("annotated.mp4", "emovid.json", "timeline.csv", "timeline.png")),
 ], ids=["timeline", "annotate"])
 def test_sigint_mid_video_exits_130_cleanly_and_a_rerun_resumes(tmp_path, clips, command, started, outputs):
     short, long, model = clips
@@ -90,6 +92,32 @@ def test_sigint_mid_video_exits_130_cleanly_and_a_rerun_resumes(tmp_path, clips,
         assert probe(out / "long.annotated.mp4").frame_count == 25 * LONG_S
 
 
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_mid_video_exit_cleanly_like_ctrl_c(tmp_path, clips, signum, code):
+    short, long, model = clips
+    out = tmp_path / "out"
+    args = emovid("timeline", short, long, "--model", model, "--device", "cpu", "--out", out)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment(),
+                            preexec_fn=default_sigint)
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while not (out / "short.emovid.json").exists():  # short.mp4 is done: long.mp4 is being analysed
+            assert proc.poll() is None, f"finished before it could be stopped: {proc.communicate()}"
+            assert time.monotonic() < deadline, "the short video never finished"
+            time.sleep(0.02)
+        time.sleep(0.3)  # into the long video
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=WAIT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == code, stderr
+    assert stderr.splitlines()[-1] == f"terminated by {signal.Signals(signum).name} (unfinished outputs removed)"
+    assert "Traceback" not in stderr and stdout == ""
+    assert files_in(out) == ["short.emovid.json", "short.timeline.csv", "short.timeline.png"]  # no temporaries
+
+
 def test_ctrl_c_before_the_analysis_is_exit_130_too(tmp_path, clips, monkeypatch):
     """Ctrl-C while the command sets up (imports, console, inputs) is one line and exit 130, not "Aborted!"."""
     from typer.testing import CliRunner
@@ -108,8 +136,9 @@ def test_ctrl_c_before_the_analysis_is_exit_130_too(tmp_path, clips, monkeypatch
 
 
 def test_temporaries_of_a_killed_run_are_removed_by_the_next_one(tmp_path, clips):
-    """SIGKILL (or a power cut) leaves temporaries behind: the next run into that folder removes those of dead
-    processes, keeps those of processes still running (another emovid writing there), and completes."""
+    """SIGKILL (or a power cut) leaves temporaries behind: the next run into that folder removes those whose lock is
+    free, keeps those another process holds (another emovid writing there, whatever its pid: in another PID
+    namespace or on another host the pid means nothing here), and completes."""
     from typer.testing import CliRunner
 
     from emovid.cli import app
@@ -117,18 +146,30 @@ def test_temporaries_of_a_killed_run_are_removed_by_the_next_one(tmp_path, clips
     short, _, model = clips
     out = tmp_path / "out"
     out.mkdir()
-    dead, alive = _dead_pid(), os.getppid()
-    leftovers = [out / f".short.timeline.csv.tmp-{dead}.csv", out / f".short.annotated.mp4.tmp-{dead}.mp4",
-                 out / f".other.timeline.png.tmp-{dead}.png"]
+    dead = _dead_pid()
+    leftovers = [out / f".short.timeline.csv.tmp-{dead}-0badc0de.csv", out / f".short.annotated.mp4.tmp-{dead}.mp4",
+                 out / f".other.timeline.png.tmp-{os.getpid()}-00000000.png"]  # a live pid, but nobody's lock
     for path in leftovers:
         path.write_bytes(b"partial")
-    running = out / f".other.timeline.csv.tmp-{alive}.csv"
+    running = out / f".other.timeline.csv.tmp-{dead}-12345678.csv"  # a dead pid here, held by a live writer
     running.write_bytes(b"being written")
     unrelated = out / "notes.tmp-1.txt"
     unrelated.write_text("mine")
-    result = CliRunner().invoke(app, ["timeline", str(short), "--model", str(model), "--out", str(out)])
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(running)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = CliRunner().invoke(app, ["timeline", str(short), "--model", str(model), "--out", str(out)])
+    finally:
+        holder.kill()
+        holder.wait()
     assert result.exit_code == 0, result.output
-    assert files_in(out) == sorted([running.name, unrelated.name, "short.timeline.csv", "short.timeline.png"])
+    assert files_in(out) == sorted([running.name, unrelated.name, "short.emovid.json", "short.timeline.csv",
+                                    "short.timeline.png"])
+    assert running.read_bytes() == b"being written"
+
+
+HOLD_LOCK = ("import fcntl, sys, time; f = open(sys.argv[1], 'rb'); fcntl.flock(f, fcntl.LOCK_EX); print('locked', "
+             "flush=True); time.sleep(120)")
 
 
 def _dead_pid() -> int:

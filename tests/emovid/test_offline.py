@@ -82,4 +82,5 @@ def test_a_fresh_process_never_opens_a_socket(tmp_path, clip):
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr
     assert "NETWORK ATTEMPT" not in done.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["clip.annotated.mp4", "clip.timeline.csv", "clip.timeline.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["clip.annotated.mp4", "clip.emovid.json", "clip.timeline.csv",
+                                                     "clip.timeline.png"]

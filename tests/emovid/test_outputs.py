@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 from emovid.errors import OutputError
 from emovid.outputs import (
+    Staged,
     atomic_output,
     atomic_text,
+    foreign_outputs,
+    input_id,
+    input_identity,
     is_output_name,
+    manifest_text,
+    matching_outputs,
     output_paths,
     prepare_dir,
+    remove_stale_temporaries,
     temp_path,
     write_atomic,
 )
@@ -59,7 +67,9 @@ def test_atomic_write_replaces_and_leaves_nothing_else(tmp_path):
 def test_temp_name_is_hidden_in_the_same_folder_with_the_same_suffix(tmp_path):
     temp = temp_path(tmp_path / "clip.annotated.mp4")
     assert temp.parent == tmp_path and temp.suffix == ".mp4"
-    assert temp.name == f".clip.annotated.mp4.tmp-{os.getpid()}.mp4"
+    assert re.fullmatch(rf"\.clip\.annotated\.mp4\.tmp-{os.getpid()}-[0-9a-f]{{8}}\.mp4", temp.name)
+    long = temp_path(tmp_path / ("é" * 120 + ".annotated.mp4"))  # 254 bytes: fits, and so must its temporary
+    assert len(long.name.encode()) <= 100 and long.name.startswith("." + "é" * 32 + ".tmp-")
 
 
 @pytest.mark.parametrize("error", [RuntimeError("boom"), KeyboardInterrupt()])
@@ -114,3 +124,90 @@ def test_an_output_folder_that_is_a_file_is_an_output_error(tmp_path):
     assert "\n" not in str(info.value)
     with pytest.raises(OutputError, match="cannot write"):
         write_atomic(blocker / "x.csv", "data")
+
+
+def test_a_failed_rename_puts_back_what_the_earlier_renames_replaced(tmp_path):
+    """All or none: the third output cannot be renamed (a folder holds its name), so the first gets its earlier
+    content back, the second (new) is removed, and no temporary is left."""
+    first, second, third = tmp_path / "x.annotated.mp4", tmp_path / "x.timeline.csv", tmp_path / "x.timeline.png"
+    first.write_bytes(b"earlier video")
+    third.mkdir()
+    with pytest.raises(OutputError, match=r"x.timeline.png: cannot write \(Is a directory\)"), Staged() as staged:
+        staged.write(first, b"new video")
+        staged.write(second, "new csv")
+        staged.write(third, b"new png")
+        staged.commit()
+    assert first.read_bytes() == b"earlier video" and listing(tmp_path) == ["x.annotated.mp4", "x.timeline.png"]
+
+
+def test_outputs_are_fsynced_before_their_rename_and_the_folder_after(tmp_path, monkeypatch):
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(source, target):
+        events.append(("replace", str(target)))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    with Staged() as staged:
+        csv_temp = staged.temp(tmp_path / "a.timeline.csv")
+        csv_temp.write_text("x")
+        png_temp = staged.temp(tmp_path / "a.timeline.png")
+        png_temp.write_bytes(b"x")
+        staged.commit()
+    assert events == [("fsync", str(csv_temp)), ("fsync", str(png_temp)),
+                      ("replace", str(tmp_path / "a.timeline.csv")), ("replace", str(tmp_path / "a.timeline.png")),
+                      ("fsync", str(tmp_path))]
+
+
+def test_a_temporary_being_written_survives_a_sweep_whatever_its_pid(tmp_path):
+    """The sweep goes by the writer's lock, not by kill(pid, 0): a live writer's temporary stays even when its pid
+    means nothing here (another PID namespace or host), and a free one goes even when its pid is alive."""
+    with Staged() as staged:
+        temp = staged.temp(tmp_path / "a.timeline.csv")
+        temp.write_text("being written")
+        renamed = temp.with_name(".a.timeline.csv.tmp-999999999-0badc0de.csv")
+        os.link(temp, renamed)  # the same locked file under a pid that does not exist here
+        free = tmp_path / f".b.timeline.csv.tmp-{os.getppid()}-00000000.csv"  # a live pid, nobody's lock
+        free.write_text("left by a killed run")
+        removed = remove_stale_temporaries(tmp_path, force=True)
+        assert removed == [free] and temp.exists() and renamed.exists()
+        renamed.unlink()
+        staged.commit()
+    assert listing(tmp_path) == ["a.timeline.csv"]
+
+
+def test_the_record_matches_only_the_same_input_and_options(tmp_path):
+    clip = tmp_path / "talk.mp4"
+    clip.write_bytes(b"video")
+    paths = output_paths(clip, tmp_path / "out", png=False)
+    (tmp_path / "out").mkdir()
+    identity, shaping = input_identity(clip), {"every": 3}
+    with Staged() as staged:
+        staged.write(paths.csv, "rows")
+        staged.write(paths.manifest, manifest_text(paths, staged, identity, shaping))
+        staged.commit()
+    assert matching_outputs(paths, identity, shaping) and foreign_outputs(paths) == []
+    assert not matching_outputs(paths, identity, {"every": 1})
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "talk.mp4").write_bytes(b"video")
+    assert not matching_outputs(paths, input_identity(other / "talk.mp4"), shaping)  # same name, another file
+    paths.csv.write_text("edited")
+    assert not matching_outputs(paths, identity, shaping) and foreign_outputs(paths) == [paths.csv]
+
+
+def test_input_id_follows_the_content_not_the_path(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    big = os.urandom(3 << 20)
+    (tmp_path / "a" / "talk.mp4").write_bytes(big)
+    (tmp_path / "b" / "talk.mp4").write_bytes(big[:-1] + bytes([big[-1] ^ 1]))  # the last byte differs
+    (tmp_path / "copy.mp4").write_bytes(big)
+    ids = [input_id(p) for p in (tmp_path / "a" / "talk.mp4", tmp_path / "b" / "talk.mp4", tmp_path / "copy.mp4")]
+    assert ids[0] == ids[2] != ids[1] and all(re.fullmatch("[0-9a-f]{12}", i) for i in ids)

@@ -23,7 +23,7 @@ from onnx_models import brightness_model
 from emovid import EMOTIONS
 from emovid.annotate import color_for
 from emovid.classify import load_classifier
-from emovid.errors import InputError, ModelError
+from emovid.errors import InputError, ModelError, OutputError
 from emovid.pipeline import (
     AnalysisOptions,
     Models,
@@ -249,7 +249,7 @@ def test_timeline_of_a_29_97_fps_video(tmp_path, clip_29_97, models):
     result = process_video(clip_29_97, KEEP_IDS, OutputOptions(out_dir=tmp_path), models=models)
     assert result.status == "done" and result.frames == 100 and result.analysed_frames == 100
     assert result.tracks == 2 and result.duration_s == pytest.approx(100 / 29.97, abs=0.05)
-    assert files_in(tmp_path) == ["clip.timeline.csv", "clip.timeline.png"]
+    assert files_in(tmp_path) == ["clip.emovid.json", "clip.timeline.csv", "clip.timeline.png"]
     rows = rows_of(tmp_path / "clip.timeline.csv")
     assert [(r["second"], r["track_id"], r["frames"], r["dominant"]) for r in rows] == [
         ("0", "1", "30", "happy"),
@@ -273,22 +273,61 @@ def test_complete_outputs_are_skipped_unless_overwrite(tmp_path, clip_25, models
     outputs = OutputOptions(out_dir=tmp_path)
     assert process_video(clip_25, AnalysisOptions(), outputs, models=models).status == "done"
     csv_path = tmp_path / "clip25.timeline.csv"
-    csv_path.write_text("marker")
+    written = csv_path.read_bytes()
     assert process_video(clip_25, AnalysisOptions(), outputs, models=models).status == "skipped"
-    assert csv_path.read_text() == "marker"
     (tmp_path / "clip25.timeline.png").unlink()  # incomplete: done again
     assert process_video(clip_25, AnalysisOptions(), outputs, models=models).status == "done"
-    assert csv_path.read_text().startswith("video,")
-    csv_path.write_text("marker")
+    assert csv_path.read_bytes() == written
+    assert process_video(clip_25, AnalysisOptions(every=1), outputs, models=models).status == "done"  # new options
+    assert process_video(clip_25, AnalysisOptions(every=1), outputs, models=models).status == "skipped"
+    csv_path.write_text("marker")  # changed since: no longer emovid's, so never replaced without overwrite
+    with pytest.raises(OutputError, match="clip25.timeline.csv: exists and was not written by emovid"):
+        process_video(clip_25, AnalysisOptions(every=1), outputs, models=models)
+    assert csv_path.read_text() == "marker"
     redo = OutputOptions(out_dir=tmp_path, overwrite=True)
     assert process_video(clip_25, AnalysisOptions(), redo, models=models).status == "done"
-    assert csv_path.read_text().startswith("video,")
+    assert csv_path.read_bytes() == written
+
+
+def test_outputs_of_another_input_with_the_same_name_are_not_taken_for_this_one(tmp_path, clip_25, clip_29_97,
+                                                                                 models):
+    """Two talk.mp4 from different folders into one --out, one after the other: the second is analysed (not
+    "skipped" with the first one's results), and the CSV's input_id tells them apart."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = tmp_path / "a" / "talk.mp4", tmp_path / "b" / "talk.mp4"
+    first.write_bytes(clip_25.read_bytes())
+    second.write_bytes(clip_29_97.read_bytes())
+    outputs = OutputOptions(out_dir=tmp_path / "out")
+    assert process_video(first, AnalysisOptions(), outputs, models=models).status == "done"
+    ids_first = {r["input_id"] for r in rows_of(tmp_path / "out" / "talk.timeline.csv")}
+    result = process_video(second, AnalysisOptions(), outputs, models=models)
+    assert result.status == "done" and result.frames == 100
+    ids_second = {r["input_id"] for r in rows_of(tmp_path / "out" / "talk.timeline.csv")}
+    assert len(ids_first) == len(ids_second) == 1 and ids_first != ids_second
+    assert process_video(second, AnalysisOptions(), outputs, models=models).status == "skipped"
+    second.write_bytes(clip_25.read_bytes())  # the same name, new content: analysed again
+    assert process_video(second, AnalysisOptions(), outputs, models=models).status == "done"
+
+
+def test_a_file_emovid_did_not_write_is_never_replaced_without_overwrite(tmp_path, clip_25, models):
+    clip = tmp_path / "talk.mp4"
+    clip.write_bytes(clip_25.read_bytes())
+    mine = tmp_path / "talk.annotated.mp4"
+    mine.write_bytes(b"the user's own video")
+    with pytest.raises(OutputError, match="talk.annotated.mp4: exists and was not written by emovid"):
+        process_video(clip, AnalysisOptions(), OutputOptions(video=True), models=models)
+    assert mine.read_bytes() == b"the user's own video" and files_in(tmp_path) == ["talk.annotated.mp4", "talk.mp4"]
+    assert process_video(clip, AnalysisOptions(), OutputOptions(video=True, overwrite=True),
+                         models=models).status == "done"
+    assert probe(mine).frame_count == 60
 
 
 def test_annotated_video_keeps_frame_count_size_fps_and_audio(tmp_path, clip_29_97, models):
     result = process_video(clip_29_97, KEEP_IDS, OutputOptions(out_dir=tmp_path, video=True, frames=True),
                            models=models)
-    assert files_in(tmp_path) == ["clip.annotated.mp4", "clip.frames.csv", "clip.timeline.csv", "clip.timeline.png"]
+    assert files_in(tmp_path) == ["clip.annotated.mp4", "clip.emovid.json", "clip.frames.csv", "clip.timeline.csv",
+                                 "clip.timeline.png"]
     assert result.outputs[0] == tmp_path / "clip.annotated.mp4"
     source, annotated = probe(clip_29_97), probe(tmp_path / "clip.annotated.mp4")
     assert annotated.frame_count == source.frame_count == 100
@@ -338,7 +377,7 @@ def test_a_batch_reports_a_failing_video_and_runs_the_others(tmp_path, clip_25, 
     results = run_batch([broken, clip_25], AnalysisOptions(), OutputOptions(out_dir=tmp_path / "out"), models=models)
     assert [r.status for r in results] == ["failed", "done"]
     assert "broken.mp4" in results[0].error and "\n" not in results[0].error
-    assert files_in(tmp_path / "out") == ["clip25.timeline.csv", "clip25.timeline.png"]
+    assert files_in(tmp_path / "out") == ["clip25.emovid.json", "clip25.timeline.csv", "clip25.timeline.png"]
 
 
 class RecordingReporter:
@@ -413,3 +452,13 @@ def test_analyze_returns_dataframes(clip_29_97, models):
         analyze(clip_29_97, models=models, colour=True)
     with pytest.raises(InputError):
         analyze(clip_29_97.with_name("missing.mp4"), models=models)
+
+
+def test_the_recorded_options_change_with_a_model_file_retrained_in_place_not_with_speed_options(tmp_path):
+    model = tmp_path / "mine.onnx"
+    model.write_bytes(b"weights")
+    before = AnalysisOptions(model=str(model)).shaping()
+    assert AnalysisOptions(model=str(model), threaded=False, inference_threads=1).shaping() == before
+    assert AnalysisOptions(model=str(model), every=1).shaping() != before
+    model.write_bytes(b"retrained weights")
+    assert AnalysisOptions(model=str(model)).shaping() != before

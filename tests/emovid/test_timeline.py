@@ -24,7 +24,8 @@ from emovid.timeline import (
     timelines_csv,
 )
 
-HEADER = "video,track_id,second,start_s,end_s,frames,angry,disgust,fear,happy,sad,surprise,neutral,dominant\n"
+HEADER = ("video,track_id,second,start_s,end_s,frames,angry,disgust,fear,happy,sad,surprise,neutral,dominant,"
+          "input_id\n")
 
 
 def faces(track_ids, probs=None) -> Faces:
@@ -123,7 +124,43 @@ def test_frames_past_the_probed_duration_extend_the_timeline():
     builder = TimelineBuilder("v.mp4", 1.5)
     builder.add(FrameFaces(0, 2.2, faces([1])))
     rows = builder.build().rows
-    assert [(r.second, r.track_id, r.end_s) for r in rows] == [(0, None, 1.0), (1, None, 1.5), (2, 1, 3.0)]
+    assert [(r.second, r.track_id, r.end_s) for r in rows] == [(2, 1, 3.0)]  # no frame before 2.2 s: no row
+
+
+def test_rows_are_bounded_by_the_frames_decoded_whatever_the_header_says():
+    """One frame at 0 s and one at 1e6 s, a header claiming 1e9 s: three rows, not a million; no second after the
+    last decoded frame is reported as "no face"."""
+    builder = TimelineBuilder("v.mp4", 1e9, frame_period_s=0.04)
+    builder.add(FrameFaces(0, 0.0, faces([1])))
+    builder.saw(0.04)
+    builder.add(FrameFaces(2, 1e6, faces([2])))
+    timeline = builder.build()
+    assert [(r.second, r.track_id) for r in timeline.rows] == [(0, 1), (1_000_000, 2)]
+    assert timeline.duration_s == pytest.approx(1e6 + 0.04) and timeline.rows[-1].end_s == pytest.approx(1e6 + 0.04)
+    assert render_png(timeline).startswith(b"\x89PNG")  # the axis of a million seconds draws a dozen ticks
+
+
+def test_a_cut_video_has_no_rows_past_its_last_decoded_frame():
+    builder = TimelineBuilder("v.mp4", 10.0, frame_period_s=0.04)  # the header says 10 s; 55 frames decode
+    for i in range(55):
+        builder.add(FrameFaces(i, i * 0.04, faces([1])))
+    assert [(r.second, r.frames) for r in builder.build().rows] == [(0, 25), (1, 25), (2, 5)]
+
+
+def test_formula_like_names_are_neutralised_and_same_named_videos_told_apart():
+    a = TimelineBuilder("=1+2.mp4", 1.0, input_id="0a1b2c3d4e5f")
+    a.add(FrameFaces(0, 0.0, faces([1])))
+    b = TimelineBuilder("=1+2.mp4", 1.0, input_id="ffffffffffff")
+    b.add(FrameFaces(0, 0.0, faces([1])))
+    rows = parse(timelines_csv([a.build(), b.build()]))
+    assert [(r["video"], r["input_id"]) for r in rows] == [("'=1+2.mp4", "0a1b2c3d4e5f"), ("'=1+2.mp4", "ffffffffffff")]
+    for name in ["+x.mp4", "-x.mp4", "@x.mp4", "\tx.mp4", "\rx.mp4"]:
+        only = TimelineBuilder(name, 1.0)
+        only.saw(0.0)
+        assert parse(only.build().to_csv())[0]["video"] == "'" + name
+    plain = TimelineBuilder("talk-1.mp4", 1.0)
+    plain.saw(0.0)
+    assert parse(plain.build().to_csv())[0]["video"] == "talk-1.mp4"
 
 
 def test_n_seconds_ignores_float_noise():

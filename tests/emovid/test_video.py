@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 
 import av
@@ -222,14 +223,17 @@ def test_bad_inputs_raise_one_line_input_errors(bad_inputs, name):
         assert message.startswith(f"{path}: ") and "\n" not in message and len(message) < 300
 
 
-def test_damage_after_the_start_yields_the_frames_that_decode(tmp_path, face_video):
+def test_a_cut_file_yields_the_frames_that_decode_then_fails(tmp_path, face_video):
     truth = face_video(duration_s=2.0, faststart=True)  # index first: a cut file still opens
     data = truth.path.read_bytes()
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(data[:len(data) * 8 // 10])
     info = probe(cut)
     assert info.frame_count == 50  # the index still lists every frame
-    frames = list(read_frames(cut, info))
+    frames = []
+    with pytest.raises(InputError, match=r"cut.mp4: the file ends early: \d+ of 50 frames decoded \(cut short"):
+        for frame in read_frames(cut, info):
+            frames.append(frame)
     assert 10 < len(frames) < 50
     assert [f.timestamp_s for f in frames] == pytest.approx(list(truth.timestamps_s[:len(frames)]), abs=1e-6)
 
@@ -249,3 +253,16 @@ def test_video_starting_late_in_its_container_starts_at_zero(tmp_path):
     info = probe(source)
     assert info.start_s == pytest.approx(0.5)
     assert [f.timestamp_s for f in read_frames(source, info)] == pytest.approx([0.0, 0.04, 0.08, 0.12], abs=1e-6)
+
+
+def test_a_file_truncated_while_it_is_read_fails(tmp_path, face_video):
+    """The index (at the end) was read when the file was opened; then the file shrinks under the reader (an upload
+    replaced, a disk cleaned): fewer frames than the index lists, so the read fails instead of ending quietly."""
+    truth = face_video(duration_s=4.0)
+    info = probe(truth.path)
+    frames = read_frames(truth.path, info)
+    assert [next(frames).index for _ in range(3)] == [0, 1, 2]
+    os.truncate(truth.path, truth.path.stat().st_size // 3)
+    with pytest.raises(InputError, match=r"the file ends early: \d+ of 100 frames decoded \(cut short or damaged\)"):
+        for _ in frames:
+            pass
