@@ -123,6 +123,21 @@ PerFrame = Annotated[bool, typer.Option(
 Overwrite = Annotated[bool, typer.Option(
     "--overwrite", help="Redo videos whose outputs already exist, and replace output files emovid did not write.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks of failures.")]
+Ray = Annotated[str | None, typer.Option(
+    "--ray", metavar="local|auto|HOST:PORT",
+    help="Spread the videos over Ray workers: local starts Ray on this machine, auto or HOST:PORT joins a cluster "
+         "(needs pip install 'emovid[ray]').")]
+Workers = Annotated[int, typer.Option("--workers", min=1, max=4096, metavar="N", help="With --ray: workers.")]
+WorkerCpus = Annotated[float, typer.Option(
+    "--worker-cpus", min=0.01, max=1024, metavar="N", help="With --ray: CPUs (and ONNX Runtime threads) per worker.")]
+WorkerGpus = Annotated[float, typer.Option(
+    "--worker-gpus", min=0.0, max=64, metavar="F", help="With --ray: GPUs per worker (0.25: four share a GPU).")]
+Shard = Annotated[str | None, typer.Option(
+    "--shard", metavar="I/N", help="Process only the I-th of N slices of the input list (job arrays; the N slices "
+                                   "cover every video once).")]
+Summary = Annotated[Path | None, typer.Option(
+    "--summary", dir_okay=False, metavar="PATH",
+    help="Also write one JSON record per video (status, reason, duration, frames, people, speed, node, outputs).")]
 
 
 def _logging(debug: bool) -> None:
@@ -191,7 +206,8 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
              every: int, scan_every: float, full_scan_every: float, classify_every: int, per_frame: bool,
              overwrite: bool, debug: bool, threads: int = 0, framing: Framing = Framing.aligned,
              video: bool,
-             csv: str | None = None,
+             csv: str | None = None, ray: str | None = None, workers: int = 2, worker_cpus: float = 1.0,
+             worker_gpus: float = 0.0, shard: str | None = None, summary: Path | None = None,
              sample_fps: float | None = None, detect_size: int = 640, max_megapixels: float = 36.0) -> None:
     # Before numpy's first import (emovid.pipeline's): numpy's OpenBLAS would start a thread per core that spins
     # after start-up, 0.15-0.19 s of CPU per run (no wall-clock change measured; BENCHMARKS.md, status); emovid
@@ -200,7 +216,7 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
     import traceback
 
     from emovid.errors import EmovidError, OutputError, printable
-    from emovid.outputs import atomic_text, prepare_dir
+    from emovid.outputs import atomic_text, prepare_dir, write_atomic
     from emovid.pipeline import (
         AnalysisOptions,
         ModelsLoading,
@@ -216,6 +232,23 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
         paths, unmatched = input_problems(videos)  # arguments matching nothing fail; the others still run
         if not paths:
             collect_inputs(videos)  # raises the usage error (no video at all)
+        cluster = None
+        if shard is not None:
+            from emovid.cluster import parse_shard
+            from emovid.cluster import shard as slice_of
+
+            try:
+                paths = slice_of(paths, *parse_shard(shard))
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc), param_hint="--shard") from None
+        if ray is not None:
+            from emovid.cluster import ClusterOptions
+
+            if csv is not None:
+                raise typer.BadParameter("with --ray each video writes its own timeline CSV; leave out --csv",
+                                         param_hint="--csv")
+            cluster = ClusterOptions(address=ray, workers=workers, cpus_per_worker=worker_cpus,
+                                     gpus_per_worker=worker_gpus)
         if csv == "-" and len(paths) != 1:
             raise typer.BadParameter(f"'-' (stdout) needs exactly one input video, got {len(paths)}",
                                      param_hint="--csv")
@@ -234,7 +267,8 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
         # The models load in a thread (ONNX Runtime builds its sessions without the GIL) while this one imports
         # the console, video and drawing modules (with the quick exit of main(): 0.87 -> 0.67 s of fixed cost per
         # run; BENCHMARKS.md, status).
-        loading = ModelsLoading(options) if any(outputs.needs_work(p, options) for p in paths) else None
+        loading = (ModelsLoading(options) if cluster is None and any(outputs.needs_work(p, options) for p in paths)
+                   else None)
         from emovid.progress import ConsoleReporter, stderr_console
         from emovid.timeline import timelines_csv
 
@@ -242,10 +276,19 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
             import av  # noqa: F401  (emovid.video's decoder and encoder)
             import cv2  # noqa: F401  (frame conversion, drawing)
         console = stderr_console()
-        with ConsoleReporter(console) as reporter:
-            for result in unmatched:
-                reporter.video_finished(result)
-            results = unmatched + run_batch(paths, options, outputs, reporter=reporter, models=loading)
+        if cluster is not None:
+            from emovid.cluster import run_on_ray
+            from emovid.progress import BatchProgress
+
+            with BatchProgress(console, len(paths)) as progress:
+                for result in unmatched:
+                    progress.video_finished(result)
+                results = unmatched + run_on_ray(paths, options, outputs, cluster, on_result=progress.video_finished)
+        else:
+            with ConsoleReporter(console) as reporter:
+                for result in unmatched:
+                    reporter.video_finished(result)
+                results = unmatched + run_batch(paths, options, outputs, reporter=reporter, models=loading)
     except EmovidError as exc:  # nothing could run: no inputs, model or device unavailable
         if debug:
             traceback.print_exc()
@@ -278,8 +321,16 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
                 typer.echo(f"error: {printable(str(exc))}", err=True)
                 raise typer.Exit(1) from None
 
-    from emovid.progress import failure_line, summary_table
+    from emovid.progress import failure_line, summary_records, summary_table
 
+    if summary is not None:
+        import json
+
+        try:
+            write_atomic(summary, json.dumps(summary_records(results), indent=1) + "\n")
+        except OutputError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
     console.print(summary_table(results))
     where = f"in {printable(str(out))}" if out is not None else "beside each input"
     if any(r.status == "done" for r in results) and (csv is None or out is not None):
@@ -318,14 +369,20 @@ def annotate(
     max_megapixels: MaxMegapixels = 36.0,
     per_frame: PerFrame = False,
     overwrite: Overwrite = False,
+    ray: Ray = None,
+    workers: Workers = 2,
+    worker_cpus: WorkerCpus = 1.0,
+    worker_gpus: WorkerGpus = 0.0,
+    shard: Shard = None,
+    summary: Summary = None,
     debug: Debug = False,
 ) -> None:
     """Write <stem>.annotated.mp4 (boxes, track ids, emotions; audio kept) plus the timeline CSV and PNG."""
     _run(videos, out=out, model=model, device=device, detector=detector, min_face=min_face, every=every,
          scan_every=scan_every, full_scan_every=full_scan_every, classify_every=classify_every, per_frame=per_frame,
          overwrite=overwrite, debug=debug, threads=threads, framing=framing,
-         video=True,
-         detect_size=detect_size, max_megapixels=max_megapixels)
+         video=True, ray=ray, workers=workers, worker_cpus=worker_cpus, worker_gpus=worker_gpus, shard=shard,
+         summary=summary, detect_size=detect_size, max_megapixels=max_megapixels)
 
 
 @app.command()
@@ -355,6 +412,12 @@ def timeline(
     max_megapixels: MaxMegapixels = 36.0,
     per_frame: PerFrame = False,
     overwrite: Overwrite = False,
+    ray: Ray = None,
+    workers: Workers = 2,
+    worker_cpus: WorkerCpus = 1.0,
+    worker_gpus: WorkerGpus = 0.0,
+    shard: Shard = None,
+    summary: Summary = None,
     debug: Debug = False,
 ) -> None:
     """Write <stem>.timeline.csv (mean emotion probabilities per person per second) and <stem>.timeline.png,
@@ -362,8 +425,8 @@ def timeline(
     _run(videos, out=out, model=model, device=device, detector=detector, min_face=min_face, every=every,
          scan_every=scan_every, full_scan_every=full_scan_every, classify_every=classify_every, per_frame=per_frame,
          overwrite=overwrite, debug=debug, threads=threads, framing=framing,
-         video=False, csv=csv,
-         sample_fps=sample_fps, detect_size=detect_size, max_megapixels=max_megapixels)
+         video=False, csv=csv, ray=ray, workers=workers, worker_cpus=worker_cpus, worker_gpus=worker_gpus,
+         shard=shard, summary=summary, sample_fps=sample_fps, detect_size=detect_size, max_megapixels=max_megapixels)
 
 
 try:

@@ -221,6 +221,8 @@ class VideoResult:
     tracks: int = 0  # distinct track ids (people) seen
     elapsed_s: float = 0.0
     error: str | None = None  # one line, for failures
+    node: str | None = None  # the machine that processed it (Ray runs)
+    runtime: str | None = None  # the execution provider and models it ran on (Ray runs)
     timeline: Timeline | None = field(default=None, repr=False)
     exception: BaseException | None = field(default=None, repr=False, compare=False)
 

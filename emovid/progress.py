@@ -3,6 +3,7 @@ shown with control characters escaped (emovid.errors.printable): a file name can
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -82,6 +83,47 @@ class ConsoleReporter:
             self._progress.update(task, total=result.frames, completed=result.frames)
 
 
+class BatchProgress:
+    """One progress bar for a whole batch (videos done of total, frames per second across every worker) and a line
+    per skipped or failed video; for batches whose videos run elsewhere (Ray workers)."""
+
+    def __init__(self, console: Console, total: int):
+        self.console = console
+        self._progress = Progress(TextColumn("videos"), BarColumn(), MofNCompleteColumn(),
+                                  TextColumn("{task.fields[fps]}"), TimeElapsedColumn(), console=console)
+        self._task = self._progress.add_task("videos", total=total, fps="")
+        self._frames = 0
+        self._started = time.perf_counter()
+
+    def __enter__(self) -> BatchProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.stop()
+
+    def video_finished(self, result: VideoResult) -> None:
+        self._frames += result.frames
+        elapsed = time.perf_counter() - self._started
+        fps = f"{self._frames / elapsed:.1f} fps" if elapsed > 0 and self._frames else ""
+        self._progress.update(self._task, advance=1, fps=fps)
+        where = f" on {printable(result.node)}" if result.node else ""
+        if result.status == "skipped":
+            line = f"{printable(str(result.path))}: skipped (outputs exist; --overwrite redoes them)"
+            self._progress.console.print(Text(line), soft_wrap=True)
+        elif result.status == "failed":
+            self._progress.console.print(Text.assemble(("failed ", "red"), failure_line(result) + where),
+                                         soft_wrap=True)
+
+
+def summary_records(results: list[VideoResult]) -> list[dict]:
+    """One JSON-ready record per video, for --summary (what a batch is analysed from afterwards)."""
+    return [{"video": str(r.path), "status": r.status, "reason": reason(r) if r.status == "failed" else None,
+             "duration_s": r.duration_s, "frames": r.frames, "analysed_frames": r.analysed_frames,
+             "people": r.tracks if r.status == "done" else None, "fps": r.fps, "elapsed_s": round(r.elapsed_s, 3),
+             "node": r.node, "runtime": r.runtime, "outputs": [str(p) for p in r.outputs]} for r in results]
+
+
 def reason(result: VideoResult) -> str:
     """A failure's one-line reason without the leading "<video path>: " (the summary names the video)."""
     error = result.error or ""
@@ -112,10 +154,13 @@ def summary_table(results: list[VideoResult]) -> Table:
     table.add_column("speed (fps)", justify="right")
     table.add_column("status")
     table.add_column("outputs / reason", overflow="fold")
+    nodes = any(r.node for r in results)
+    if nodes:
+        table.add_column("node")
     styles = {"done": "green", "skipped": "yellow", "failed": "red"}
     for r in results:
         detail = reason(r) if r.status == "failed" else ", ".join(p.name for p in r.outputs) or "-"
-        table.add_row(Text(printable(str(r.path))), _duration(r.duration_s),
-                      str(r.tracks) if r.status == "done" else "-", f"{r.fps:.1f}" if r.fps else "-",
-                      Text(r.status, style=styles[r.status]), Text(printable(detail)))
+        cells = [Text(printable(str(r.path))), _duration(r.duration_s), str(r.tracks) if r.status == "done" else "-",
+                 f"{r.fps:.1f}" if r.fps else "-", Text(r.status, style=styles[r.status]), Text(printable(detail))]
+        table.add_row(*cells, *([Text(printable(r.node or "-"))] if nodes else []))
     return table
