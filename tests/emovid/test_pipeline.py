@@ -123,7 +123,7 @@ def test_classify_every_n_classifies_each_track_every_nth_frame_and_holds_its_em
 
 def test_untracked_faces_are_classified_in_every_frame(models):
     class NoIds(FakeTracker):
-        def update(self, faces, timestamp_s):
+        def update(self, faces, timestamp_s, image_bgr=None):
             self.last = faces  # track id -1 (NO_TRACK)
             return faces
 

@@ -79,10 +79,12 @@ def test_a_face_that_enters_is_found_by_the_next_scan():
 
 
 def test_a_face_missed_once_is_looked_for_again_and_keeps_its_id():
-    detector, _, out = run(lambda i: [] if i == 4 else [STILL], 10, every=1, scan_every_s=10.0)
+    detector, finder, out = run(lambda i: [] if i == 4 else [STILL], 10, every=1, scan_every_s=10.0)
     assert [len(f) for f in out] == [1, 1, 1, 1, 0, 1, 1, 1, 1, 1]
     assert out[5].track_id.tolist() == [1]  # found again in its window at frame 5, same id
-    assert [e[0] for e in detector.log] == ["scan"] + ["regions"] * 9
+    # missing from its window at frame 4: the whole frame is scanned at once, in case it moved away fast
+    assert [e[0] for e in detector.log] == ["scan"] + ["regions"] * 4 + ["scan"] + ["regions"] * 5
+    assert finder.rescans == 1
 
 
 def test_nothing_tracked_and_no_scan_due_costs_nothing():

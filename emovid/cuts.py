@@ -1,0 +1,77 @@
+"""Shot cuts: where the picture changes at once (an edit), so nothing tracked before continues after.
+
+`CutDetector.is_cut(image)` is called for every analysed frame, in order. It shrinks the frame to a THUMB_WH
+thumbnail (every k-th pixel down to about twice that size, then INTER_AREA, so noise and compression artefacts
+partly average out at a fraction of a full-frame resize's cost) and measures the
+share of its pixels that changed (some channel by more than PIXEL_CHANGE levels of 255) since the previous
+thumbnail. A frame is a cut when that share is at least `threshold` and at least `ratio` times the mean share of
+the recent frames (`history`): a hard cut changes most of the picture in one frame, while a face that enters
+changes a part of it, and a pan, a zoom or a person walking through changes a lot on every frame, which raises
+the recent mean (so a cut in the middle of a fast pan is missed). After a cut the next `min_gap` frames are not cuts
+(flashes, two-frame dissolves).
+
+PySceneDetect's detectors are not used: ContentDetector converts each full frame to HSV and
+measures edges (costlier per frame than the whole thumbnail here) unless its SceneManager downscales first, and its
+AdaptiveDetector decides a frame's cut only after seeing the frames that follow it, while the tracker must end its
+tracks and the detector scan the whole picture on the first frame of the new shot.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+THUMB_WH = (64, 36)
+PIXEL_CHANGE = 24  # levels of 255: more than noise and compression move a thumbnail pixel
+DEFAULT_THRESHOLD = 0.25  # share of the thumbnail changed: low enough for two people filmed in one studio
+DEFAULT_RATIO = 4.0
+DEFAULT_HISTORY = 8
+DEFAULT_MIN_GAP = 3
+
+
+class CutDetector:
+    """Hard cuts between consecutive analysed frames (see the module docstring); counts them in `cuts`."""
+
+    def __init__(self, threshold: float = DEFAULT_THRESHOLD, ratio: float = DEFAULT_RATIO,
+                 history: int = DEFAULT_HISTORY, min_gap: int = DEFAULT_MIN_GAP):
+        if not 0 < threshold <= 1:
+            raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+        if not ratio >= 1:
+            raise ValueError(f"ratio must be >= 1, got {ratio}")
+        self.threshold = float(threshold)
+        self.ratio = float(ratio)
+        self.min_gap = int(min_gap)
+        self._previous: np.ndarray | None = None
+        self._recent: deque[float] = deque(maxlen=max(1, int(history)))
+        self._since_cut = self.min_gap
+        self.cuts = 0
+        self.last_difference = 0.0
+
+    def difference(self, image_bgr: np.ndarray) -> float | None:
+        """The share of this frame's thumbnail that changed since the previous one (None for the first frame, or
+        after a change of frame size), and this frame becomes the previous one."""
+        import cv2
+
+        image = np.asarray(image_bgr)
+        step_y, step_x = max(1, image.shape[0] // (2 * THUMB_WH[1])), max(1, image.shape[1] // (2 * THUMB_WH[0]))
+        sampled = np.ascontiguousarray(image[::step_y, ::step_x])
+        thumb = cv2.resize(sampled, THUMB_WH, interpolation=cv2.INTER_AREA).astype(np.int16)
+        previous, self._previous = self._previous, thumb
+        if previous is None or previous.shape != thumb.shape:
+            return None
+        return float((np.abs(thumb - previous).max(axis=2) > PIXEL_CHANGE).mean())
+
+    def is_cut(self, image_bgr: np.ndarray) -> bool:
+        difference = self.difference(image_bgr)
+        if difference is None:
+            return False
+        self.last_difference = difference
+        recent = float(np.mean(self._recent)) if self._recent else 0.0
+        self._recent.append(difference)
+        self._since_cut += 1
+        if self._since_cut <= self.min_gap or difference < self.threshold or difference < self.ratio * recent:
+            return False
+        self._since_cut = 0
+        self.cuts += 1
+        return True
