@@ -96,6 +96,11 @@ Threads = Annotated[int, typer.Option(
     "--threads", min=0, metavar="N",
     help="ONNX Runtime threads per model on the CPU (default 0: its own choice, one per core; see BENCHMARKS.md "
          "for what 1 changes).")]
+ReidWindow = Annotated[float | None, typer.Option(
+    "--reid-window", min=0.0, metavar="S", show_default=False,
+    help="Give a person who comes back within S seconds (after leaving the picture, or after a cut) their id back, "
+         "recognised by face (dlib's face embedding: pip install 'emovid[reid]'). Default: 60 when that is "
+         "installed, else off. 0: off (a returning face gets a new id).")]
 PerFrame = Annotated[bool, typer.Option(
     "--per-frame", help="Also write <stem>.frames.csv (one row per face per analysed frame).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Redo videos whose outputs already exist.")]
@@ -137,7 +142,7 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
              overwrite: bool, debug: bool, threads: int = 0,
              video: bool,
              csv: str | None = None,
-             sample_fps: float | None = None, detect_size: int = 640) -> None:
+             sample_fps: float | None = None, detect_size: int = 640, reid_window: float | None = None) -> None:
     # Before numpy's first import (emovid.pipeline's): numpy's OpenBLAS would start a thread per core that spins
     # after start-up, 0.15-0.19 s of CPU per run (no wall-clock change measured; BENCHMARKS.md, status); emovid
     # does no linear algebra.
@@ -171,7 +176,7 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
                                   every=every, scan_every_s=scan_every, full_scan_every_s=full_scan_every,
                                   classify_every=classify_every, inference_threads=threads,
                                   sample_fps=sample_fps,
-                                  detect_size_px=detect_size)
+                                  detect_size_px=detect_size, reid_window_s=reid_window)
         # --csv collects every input's rows into one file, so every input is analysed (no skipping).
         outputs = OutputOptions(out_dir=out, video=video, csv=csv is None, png=True, frames=per_frame,
                                 overwrite=overwrite or csv is not None)
@@ -251,6 +256,7 @@ def annotate(
     classify_every: ClassifyEvery = DEFAULT_CLASSIFY_EVERY,
     detect_size: DetectSize = 640,
     threads: Threads = 0,
+    reid_window: ReidWindow = None,
     per_frame: PerFrame = False,
     overwrite: Overwrite = False,
     debug: Debug = False,
@@ -260,7 +266,7 @@ def annotate(
          scan_every=scan_every, full_scan_every=full_scan_every, classify_every=classify_every, per_frame=per_frame,
          overwrite=overwrite, debug=debug, threads=threads,
          video=True,
-         detect_size=detect_size)
+         detect_size=detect_size, reid_window=reid_window)
 
 
 @app.command()
@@ -284,6 +290,7 @@ def timeline(
     classify_every: ClassifyEvery = DEFAULT_CLASSIFY_EVERY,
     detect_size: DetectSize = 640,
     threads: Threads = 0,
+    reid_window: ReidWindow = None,
     per_frame: PerFrame = False,
     overwrite: Overwrite = False,
     debug: Debug = False,
@@ -294,7 +301,7 @@ def timeline(
          scan_every=scan_every, full_scan_every=full_scan_every, classify_every=classify_every, per_frame=per_frame,
          overwrite=overwrite, debug=debug, threads=threads,
          video=False, csv=csv,
-         sample_fps=sample_fps, detect_size=detect_size)
+         sample_fps=sample_fps, detect_size=detect_size, reid_window=reid_window)
 
 
 try:

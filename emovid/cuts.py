@@ -8,7 +8,9 @@ thumbnail. A frame is a cut when that share is at least `threshold` and at least
 the recent frames (`history`): a hard cut changes most of the picture in one frame, while a face that enters
 changes a part of it, and a pan, a zoom or a person walking through changes a lot on every frame, which raises
 the recent mean (so a cut in the middle of a fast pan is missed). After a cut the next `min_gap` frames are not cuts
-(flashes, two-frame dissolves).
+(flashes, two-frame dissolves), and nor are the first two differences of a video (no history yet). A fast move
+that starts at once (a static shot, then a whip pan or a person darting out) can pass for a cut: its tracks end,
+and re-identification gives the people their ids back.
 
 PySceneDetect's detectors are not used: ContentDetector converts each full frame to HSV and
 measures edges (costlier per frame than the whole thumbnail here) unless its SceneManager downscales first, and its
@@ -24,7 +26,7 @@ import numpy as np
 
 THUMB_WH = (64, 36)
 PIXEL_CHANGE = 24  # levels of 255: more than noise and compression move a thumbnail pixel
-DEFAULT_THRESHOLD = 0.25  # share of the thumbnail changed: low enough for two people filmed in one studio
+DEFAULT_THRESHOLD = 0.15  # share of the thumbnail changed: low enough for two people filmed in one studio
 DEFAULT_RATIO = 4.0
 DEFAULT_HISTORY = 8
 DEFAULT_MIN_GAP = 3
@@ -70,7 +72,8 @@ class CutDetector:
         recent = float(np.mean(self._recent)) if self._recent else 0.0
         self._recent.append(difference)
         self._since_cut += 1
-        if self._since_cut <= self.min_gap or difference < self.threshold or difference < self.ratio * recent:
+        if (len(self._recent) < 2 or self._since_cut <= self.min_gap  # no history yet to tell a cut from motion
+                or difference < self.threshold or difference < self.ratio * recent):
             return False
         self._since_cut = 0
         self.cuts += 1
