@@ -7,10 +7,12 @@ share of its pixels that changed (some channel by more than PIXEL_CHANGE levels 
 thumbnail. A frame is a cut when that share is at least `threshold` and at least `ratio` times the mean share of
 the recent frames (`history`): a hard cut changes most of the picture in one frame, while a face that enters
 changes a part of it, and a pan, a zoom or a person walking through changes a lot on every frame, which raises
-the recent mean (so a cut in the middle of a fast pan is missed). After a cut the next `min_gap` frames are not cuts
-(flashes, two-frame dissolves), and nor are the first two differences of a video (no history yet). A fast move
-that starts at once (a static shot, then a whip pan or a person darting out) can pass for a cut: its tracks end,
-and re-identification gives the people their ids back.
+the recent mean (so a cut in the middle of a fast pan is missed). A frame that passes both tests is still not a cut
+when the previous thumbnail, shifted by a few pixels, explains it (a pan or a whip that starts at once, one thing
+moving fast on a plain background); this costs a few dozen thumbnail comparisons, only on those frames. After a cut the next `min_gap` frames are not cuts
+(flashes, two-frame dissolves), and nor are the first two differences of a video (no history yet). A large
+thing that starts moving fast over a detailed background at once (a person darting out of a close shot) can still
+pass for a cut: its tracks end, and re-identification gives the people their ids back.
 
 PySceneDetect's detectors are not used: ContentDetector converts each full frame to HSV and
 measures edges (costlier per frame than the whole thumbnail here) unless its SceneManager downscales first, and its
@@ -28,6 +30,7 @@ THUMB_WH = (64, 36)
 PIXEL_CHANGE = 24  # levels of 255: more than noise and compression move a thumbnail pixel
 DEFAULT_THRESHOLD = 0.15  # share of the thumbnail changed: low enough for two people filmed in one studio
 DEFAULT_RATIO = 4.0
+MAX_SHIFT_PX = (6, 3)  # thumbnail pixels (x, y): how far the picture may move in one frame and still not be a cut
 DEFAULT_HISTORY = 8
 DEFAULT_MIN_GAP = 3
 
@@ -45,6 +48,7 @@ class CutDetector:
         self.ratio = float(ratio)
         self.min_gap = int(min_gap)
         self._previous: np.ndarray | None = None
+        self._before_last: np.ndarray | None = None
         self._recent: deque[float] = deque(maxlen=max(1, int(history)))
         self._since_cut = self.min_gap
         self.cuts = 0
@@ -60,9 +64,23 @@ class CutDetector:
         sampled = np.ascontiguousarray(image[::step_y, ::step_x])
         thumb = cv2.resize(sampled, THUMB_WH, interpolation=cv2.INTER_AREA).astype(np.int16)
         previous, self._previous = self._previous, thumb
+        self._before_last = previous
         if previous is None or previous.shape != thumb.shape:
             return None
         return float((np.abs(thumb - previous).max(axis=2) > PIXEL_CHANGE).mean())
+
+    def _moved(self) -> bool:
+        """True when the last thumbnail is the previous one shifted (by up to MAX_SHIFT_PX thumbnail pixels): a
+        sudden pan, or one thing moving fast on a plain background, rather than a new picture."""
+        previous, current = self._before_last, self._previous
+        h, w = current.shape[:2]
+        for dy in range(-MAX_SHIFT_PX[1], MAX_SHIFT_PX[1] + 1):
+            for dx in range(-MAX_SHIFT_PX[0], MAX_SHIFT_PX[0] + 1):
+                a = current[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)]
+                b = previous[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+                if (np.abs(a - b).max(axis=2) > PIXEL_CHANGE).mean() < self.threshold:
+                    return True
+        return False
 
     def is_cut(self, image_bgr: np.ndarray) -> bool:
         difference = self.difference(image_bgr)
@@ -73,7 +91,7 @@ class CutDetector:
         self._recent.append(difference)
         self._since_cut += 1
         if (len(self._recent) < 2 or self._since_cut <= self.min_gap  # no history yet to tell a cut from motion
-                or difference < self.threshold or difference < self.ratio * recent):
+                or difference < self.threshold or difference < self.ratio * recent or self._moved()):
             return False
         self._since_cut = 0
         self.cuts += 1
