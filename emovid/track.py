@@ -29,6 +29,7 @@ re-identifier (emovid.reid), appearance.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -207,10 +208,13 @@ class FaceTracker:
             last = np.stack([t.xyxy for t in self._tracks])
             predicted = np.stack([t.predict(timestamp_s, self.max_gap_s) for t in self._tracks])
             overlap = np.maximum(iou_matrix(last, boxes), iou_matrix(predicted, boxes))
-            since_s = np.array([min(max(timestamp_s - t.last_s, 0.0), self.max_gap_s) for t in self._tracks])
-            gate = self.gate + self.gate_growth * since_s
-            near = np.maximum(closeness(last, boxes, gate, self.max_size_ratio),
-                              closeness(predicted, boxes, gate, self.max_size_ratio))
+
+            def near() -> np.ndarray:  # only needed when the IoU pass leaves tracks and faces unmatched
+                since_s = np.array([min(max(timestamp_s - t.last_s, 0.0), self.max_gap_s) for t in self._tracks])
+                gate = self.gate + self.gate_growth * since_s
+                return np.maximum(closeness(last, boxes, gate, self.max_size_ratio),
+                                  closeness(predicted, boxes, gate, self.max_size_ratio))
+
             for r, c in self._match(overlap, near):
                 track = self._tracks[r]
                 dt = timestamp_s - track.last_s
@@ -243,16 +247,22 @@ class FaceTracker:
         self._visible = [int(i) for i in ids]
         return faces.with_track_ids(ids)
 
-    def _match(self, overlap: np.ndarray, near: np.ndarray) -> list[tuple[int, int]]:
-        """By IoU, then by distance for what is left; in each pass the tracks seen at the previous update() pick
-        their detections first, then the ones coasting through a gap (so a face that hides another keeps its own
-        id while the hidden one waits for its prediction)."""
+    def _match(self, overlap: np.ndarray, near: Callable[[], np.ndarray]) -> list[tuple[int, int]]:
+        """By IoU, then by distance (`near()`) for what is left; in each pass the tracks seen at the previous update()
+        pick their detections first, then the ones coasting through a gap (so a face that hides another keeps its
+        own id while the hidden one waits for its prediction)."""
         visible = set(self._visible)
         first = np.array([t.track_id in visible for t in self._tracks])
         pairs: list[tuple[int, int]] = []
         free_rows = np.ones(overlap.shape[0], bool)
         free_cols = np.ones(overlap.shape[1], bool)
-        for scores, threshold in ((overlap, self.iou_threshold), (near, 1e-9)):
+        for pass_number, threshold in ((0, self.iou_threshold), (1, 1e-9)):
+            if pass_number == 1:
+                if not (free_rows.any() and free_cols.any()):
+                    break
+                scores = near()
+            else:
+                scores = overlap
             for group in (first, ~first):
                 rows = np.nonzero(group & free_rows)[0]
                 cols = np.nonzero(free_cols)[0]

@@ -58,3 +58,14 @@ def test_settings_are_validated():
         CutDetector(threshold=0)
     with pytest.raises(ValueError):
         CutDetector(ratio=0.5)
+
+
+def test_one_thing_that_starts_moving_fast_on_a_plain_background_is_not_a_cut():
+    def frame(x: int) -> np.ndarray:
+        image = np.zeros((180, 480, 3), np.uint8)
+        image[30:150, x:x + 120] = scene(128, 4, size_wh=(120, 120))  # a large, detailed tile
+        return image
+
+    xs = [100] * 10 + [100 + 30 * k for k in range(1, 7)]  # still, then 30 px a frame at once
+    detector = CutDetector()
+    assert not any(detector.is_cut(frame(x)) for x in xs)
