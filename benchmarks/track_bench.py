@@ -13,6 +13,7 @@ from examples/carphone.mp4 (person P), on a 640x360 canvas at 25 fps:
 - crossing: A walks right, B walks left in front of A (occlusion), then both walk on;
 - blur: A moves across the frame and back at 24 px per frame with motion blur (one id, not one per detection);
 - step-out: A slides out of the picture, stays out 1.5 s, slides back (no cut);
+- four: A B C P in a row of small tiles | cut | C P A B | cut | B A (several returns at once, other places);
 - carphone: P | A | P (the real in-car clip cut with a studio clip).
 
 Ground truth: each person's picture is a tile whose place is known in every frame; a track box belongs to the
@@ -92,6 +93,7 @@ def _fixed(x0: int, y0: int, side: int):
 
 
 CENTRE = _fixed(170, 30, 300)
+ROW = [_fixed(8 + 158 * k, 110, 150) for k in range(4)]
 LEFT, RIGHT = _fixed(20, 60, 280), _fixed(340, 60, 280)
 
 
@@ -138,6 +140,9 @@ SCENARIOS = {
     "crossing": [(5, [("A", 0, _moving(0, 420, 4.0, 90, 220)), ("B", 0, _moving(420, 0, 4.0, 70, 220))])],
     "blur": [(6, [("A", 0, _back_and_forth(24, 70, 220))])],
     "step-out": [(6.5, [("A", 0, _slide_out_and_back(260, 50))])],
+    "four": [(3, [(p, 0, ROW[k]) for k, p in enumerate("ABCP")]),
+             (3, [(p, 100, ROW[k]) for k, p in enumerate("CPAB")]),
+             (3, [(p, 200, ROW[k]) for k, p in enumerate("BA")])],
     "carphone": [(4, [("P", 0, _fixed(144, 36, 288))]), (3, [("A", 0, CENTRE)]),
                  (4, [("P", 100, _fixed(144, 36, 288))])],
 }

@@ -25,6 +25,7 @@ from emovid.faces import Faces
 DEFAULT_REID_WINDOW_S = 60.0  # a person absent up to this long gets their id back
 DLIB_MAX_DISTANCE = 0.5  # dlib's own same-person threshold is 0.6; stricter, since a wrong merge costs more
 CROP_CONTEXT = 0.5  # a stored crop reaches this share of the box's longer side beyond each box edge
+SAMPLE_FACE_PX = 160  # stored crops are shrunk so the face is at most this long (bounded memory per person)
 MIN_FACE_PX = 20  # faces smaller than this (shorter side) are not sampled: too few pixels to tell people apart
 
 
@@ -132,7 +133,15 @@ class ReIdentifier:
             x1, y1 = int(min(box[2] + margin, w)), int(min(box[3] + margin, h))
             if x1 - x0 < MIN_FACE_PX or y1 - y0 < MIN_FACE_PX:
                 continue
-            person.samples.append(_Sample(image[y0:y1, x0:x1].copy(), box - [x0, y0, x0, y0]))
+            crop, crop_box = image[y0:y1, x0:x1], box - [x0, y0, x0, y0]
+            scale = SAMPLE_FACE_PX / side.max()
+            if scale < 1:  # the embedding sees a 150 px face anyway: big faces are kept small
+                import cv2
+
+                crop = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))),
+                                  interpolation=cv2.INTER_AREA)
+                crop_box = crop_box * scale
+            person.samples.append(_Sample(np.array(crop, copy=True), crop_box))
             del person.samples[:-self.samples_per_track]
             person.last_sample_s = timestamp_s
 

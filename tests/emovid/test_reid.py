@@ -96,3 +96,14 @@ def test_invalid_settings_are_rejected():
         ReIdentifier(ShadeEmbedder(), window_s=0)
     with pytest.raises(ValueError):
         ReIdentifier(ShadeEmbedder(), samples_per_track=0)
+
+
+def test_samples_of_big_faces_are_stored_small_and_the_frame_is_not_kept():
+    reid = ReIdentifier(ShadeEmbedder())
+    image = np.full((1080, 1920, 3), 90, np.uint8)
+    faces = Faces.from_boxes(np.array([[600, 200, 1200, 900]], np.float32), np.ones(1, np.float32))
+    reid.observe(image, faces.with_track_ids(np.array([1])), 0.0)
+    sample = reid._people[1].samples[0]
+    assert max(sample.crop.shape[:2]) <= 2 * 160 + 2 and sample.crop.base is None
+    image[:] = 0  # the caller reuses its frame: the sample is a copy
+    assert sample.crop.mean() == 90
