@@ -11,7 +11,10 @@ average out at a fraction of a full-frame area resize's cost) and measures the s
   through changes a lot on every frame, which raises the recent mean (so a cut in the middle of a fast pan is
   missed);
 - and the previous thumbnail shifted by a few pixels does not explain it (a pan that starts at once, one thing
-  moving fast on a plain background); a few dozen thumbnail comparisons, only on the frames that passed the rest.
+  moving fast on a plain background); a few dozen thumbnail comparisons, only on the frames that passed the rest;
+- and, given where the tracked faces are, the picture changed there too (FACES_CHANGED of their boxes): a person
+  who appears at once beside them changes the picture as much as a cut to someone else at the same place, but
+  leaves the faces already there as they were.
 
 After a cut the next `min_gap` frames are not cuts (flashes, two-frame dissolves), and nor are the first two
 differences of a video (no history yet). A large thing that starts moving fast over a detailed background at once
@@ -34,6 +37,7 @@ THUMB_WH = (64, 36)
 PIXEL_CHANGE = 24  # levels of 255: more than noise and compression move a thumbnail pixel
 DEFAULT_THRESHOLD = 0.15  # share of the thumbnail changed: low enough for two people filmed in one studio
 DEFAULT_RATIO = 4.0
+FACES_CHANGED = 0.3  # share of the tracked faces' boxes that must change too (a new face next to them is no cut)
 MAX_SHIFT_PX = (6, 3)  # thumbnail pixels (x, y): how far the picture may move in one frame and still not be a cut
 DEFAULT_HISTORY = 8
 DEFAULT_MIN_GAP = 3
@@ -85,7 +89,10 @@ class CutDetector:
                     return True
         return False
 
-    def is_cut(self, image_bgr: np.ndarray) -> bool:
+    def is_cut(self, image_bgr: np.ndarray, faces_xyxy: np.ndarray | None = None) -> bool:
+        """True when this frame starts a new shot. `faces_xyxy`: where the tracked faces are (frame pixels); when
+        given and not empty, the picture must also have changed where they are, since a person who appears at once
+        next to them (or a face-sized change) is not a cut while they stay as they were."""
         difference = self.difference(image_bgr)
         if difference is None:
             return False
@@ -94,11 +101,34 @@ class CutDetector:
         self._recent.append(difference)
         self._since_cut += 1
         if (len(self._recent) < 2 or self._since_cut <= self.min_gap  # no history yet to tell a cut from motion
-                or difference < self.threshold or difference < self.ratio * recent or self._moved()):
+                or difference < self.threshold or difference < self.ratio * recent or self._moved()
+                or not self._changed_where(faces_xyxy, np.shape(image_bgr)[:2])):
             return False
         self._since_cut = 0
         self.cuts += 1
         return True
+
+    def _changed_where(self, faces_xyxy: np.ndarray | None, frame_hw: tuple[int, int]) -> bool:
+        """The share of the faces' boxes (on the thumbnail) that changed is at least FACES_CHANGED (True without
+        faces)."""
+        boxes = np.asarray(faces_xyxy if faces_xyxy is not None else np.zeros((0, 4)), np.float64).reshape(-1, 4)
+        if not len(boxes):
+            return True
+        changed = _changed_mask(self._previous, self._before_last)
+        scale = np.array([THUMB_WH[0] / frame_hw[1], THUMB_WH[1] / frame_hw[0]] * 2)
+        inside = np.zeros(changed.shape, bool)
+        for x0, y0, x1, y1 in np.nan_to_num(boxes * scale):
+            x0, y0 = int(np.clip(np.floor(x0), 0, THUMB_WH[0] - 1)), int(np.clip(np.floor(y0), 0, THUMB_WH[1] - 1))
+            inside[y0:max(int(np.ceil(y1)), y0 + 1), x0:max(int(np.ceil(x1)), x0 + 1)] = True
+        return bool(changed[inside].mean() >= FACES_CHANGED)
+
+
+def _changed_mask(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """bool [H,W]: some channel differs by more than PIXEL_CHANGE."""
+    import cv2
+
+    blue, green, red = cv2.split(cv2.absdiff(np.ascontiguousarray(a), np.ascontiguousarray(b)))
+    return cv2.max(cv2.max(blue, green), red) > PIXEL_CHANGE
 
 
 def _changed_share(a: np.ndarray, b: np.ndarray) -> float:

@@ -69,3 +69,18 @@ def test_one_thing_that_starts_moving_fast_on_a_plain_background_is_not_a_cut():
     xs = [100] * 10 + [100 + 30 * k for k in range(1, 7)]  # still, then 30 px a frame at once
     detector = CutDetector()
     assert not any(detector.is_cut(frame(x)) for x in xs)
+
+
+def test_a_big_change_beside_the_tracked_faces_is_not_a_cut_and_one_where_they_are_is():
+    """A 160x120 frame where a pasted face covers a quarter of the picture, as the test videos make them."""
+    base = noisy(scene(128, 5, size_wh=(160, 120)), 0)
+    tracked = np.array([[10.0, 20.0, 60.0, 80.0]])  # a face that stays as it is
+    beside = base.copy()
+    beside[10:110, 80:150] = (40, 80, 160)  # someone appears beside it at once
+    detector = CutDetector()
+    assert not any(detector.is_cut(f, tracked) for f in [base] * 5 + [beside])
+    assert detector.last_difference >= detector.threshold  # as large a change as a cut, but not where the face is
+    over = base.copy()
+    over[10:110, 5:75] = (40, 80, 160)  # the same change where the tracked face is: another person, a cut
+    detector = CutDetector()
+    assert [detector.is_cut(f, tracked) for f in [base] * 5 + [over]] == [False] * 5 + [True]
