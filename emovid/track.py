@@ -10,9 +10,10 @@ re-identifier (emovid.reid), appearance.
      size kept), so faces that move, stop or come back after a short occlusion keep their ids.
   2. Distance, for the tracks and detections left over: the distance between the detection's centre and the
      track's predicted (or last) centre, in units of the larger of the two boxes' longer sides, must be at most
-     `gate` plus `gate_growth` per second since the track was last seen, and the boxes' sides may differ by at
-     most `max_size_ratio`; so a fast or blurred face whose box no longer overlaps its prediction (a detection
-     every N frames, a sudden move, a first move before any velocity is known) keeps its id.
+     `gate` plus `gate_growth` per second since the track was last seen (at most `max_gate`, so someone else two
+     faces away is not taken for a face that moved), and the boxes' sides may differ by at most `max_size_ratio`;
+     so a fast or blurred face whose box no longer overlaps its prediction (a detection every N frames, a sudden
+     move, a first move before any velocity is known) keeps its id.
   In both passes the tracks seen at the previous update() match first; tracks coasting through a gap then share
   the detections left over, so a face that hides another keeps its own id.
 - A track ends when more than `max_gap_s` seconds (timestamps, not frame counts) passed since it was last matched,
@@ -43,6 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover
 VELOCITY_SMOOTHING = 0.5  # weight of the newest velocity measurement in the running estimate
 DEFAULT_GATE = 1.0  # distance pass: centre distance in box sides (a face that moved by its own width still matches)
 DEFAULT_GATE_GROWTH = 10.0  # distance pass: box sides per second since last seen (a head turned quickly)
+DEFAULT_MAX_GATE = 2.0  # distance pass: box sides, whatever the time since last seen
 DEFAULT_MAX_SIZE_RATIO = 1.6  # distance pass: box sides may differ this much (a half-face box still matches)
 NESTED_OVERLAP = 0.6  # a box that has this share of its area inside another boxes the same face (suppress_nested)
 
@@ -152,20 +154,22 @@ class FaceTracker:
     emovid.reid.ReIdentifier (None: a face that comes back after max_gap_s, or after a cut, gets a new id)."""
 
     def __init__(self, max_gap_s: float = 1.0, iou_threshold: float = 0.3, gate: float = DEFAULT_GATE,
-                 gate_growth: float = DEFAULT_GATE_GROWTH, max_size_ratio: float = DEFAULT_MAX_SIZE_RATIO,
+                 gate_growth: float = DEFAULT_GATE_GROWTH, max_gate: float = DEFAULT_MAX_GATE,
+                 max_size_ratio: float = DEFAULT_MAX_SIZE_RATIO,
                  reid: ReIdentifier | None = None):
         if not max_gap_s >= 0:
             raise ValueError(f"max_gap_s must be >= 0, got {max_gap_s}")
         if not 0 < iou_threshold <= 1:
             raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
-        if not (gate >= 0 and gate_growth >= 0):
-            raise ValueError(f"gate and gate_growth must be >= 0, got {gate}, {gate_growth}")
+        if not (gate >= 0 and gate_growth >= 0 and max_gate >= gate):
+            raise ValueError(f"need 0 <= gate <= max_gate and gate_growth >= 0, got {gate}, {max_gate}, {gate_growth}")
         if not max_size_ratio >= 1:
             raise ValueError(f"max_size_ratio must be >= 1, got {max_size_ratio}")
         self.max_gap_s = float(max_gap_s)
         self.iou_threshold = float(iou_threshold)
         self.gate = float(gate)
         self.gate_growth = float(gate_growth)
+        self.max_gate = float(max_gate)
         self.max_size_ratio = float(max_size_ratio)
         self.reid = reid
         self._tracks: list[_Track] = []
@@ -211,7 +215,7 @@ class FaceTracker:
 
             def near() -> np.ndarray:  # only needed when the IoU pass leaves tracks and faces unmatched
                 since_s = np.array([min(max(timestamp_s - t.last_s, 0.0), self.max_gap_s) for t in self._tracks])
-                gate = self.gate + self.gate_growth * since_s
+                gate = np.minimum(self.gate + self.gate_growth * since_s, self.max_gate)
                 return np.maximum(closeness(last, boxes, gate, self.max_size_ratio),
                                   closeness(predicted, boxes, gate, self.max_size_ratio))
 

@@ -184,7 +184,7 @@ def test_a_box_mostly_inside_another_is_dropped_and_the_input_is_left_alone():
 def test_a_face_that_jumps_past_its_box_keeps_its_id_within_the_gate():
     tracker = FaceTracker()
     tracker.update(faces_at(box(100)), 0.0)
-    # 0.12 s later (a detection every 3rd frame) 70 px away: no overlap, but within 1 + 10 x 0.12 box sides
+    # 0.12 s later (a detection every 3rd frame) 70 px away: no overlap, but within 1 + 10 x 0.12 box sides (at most 2)
     assert tracker.update(faces_at(box(170)), 0.12).track_id.tolist() == [1]
     assert tracker.update(faces_at(box(400)), 0.24).track_id.tolist() == [2]  # far beyond: someone else
     assert tracker.update(faces_at(box(170, size=120)), 0.28).track_id.tolist() == [3]  # three times as large
