@@ -30,6 +30,7 @@ whole picture on the first frame of the new shot.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 
@@ -89,10 +90,12 @@ class CutDetector:
                     return True
         return False
 
-    def is_cut(self, image_bgr: np.ndarray, faces_xyxy: np.ndarray | None = None) -> bool:
-        """True when this frame starts a new shot. `faces_xyxy`: where the tracked faces are (frame pixels); when
-        given and not empty, the picture must also have changed where they are, since a person who appears at once
-        next to them (or a face-sized change) is not a cut while they stay as they were."""
+    def is_cut(self, image_bgr: np.ndarray,
+               faces_xyxy: np.ndarray | Callable[[], np.ndarray] | None = None) -> bool:
+        """True when this frame starts a new shot. `faces_xyxy`: where the tracked faces are (frame pixels, [N,4]),
+        or a function that says it (called only for frames that pass the other tests); when not empty, the picture
+        must also have changed where they are, since a person who appears at once next to them (or a face-sized
+        change) is not a cut while they stay as they were."""
         difference = self.difference(image_bgr)
         if difference is None:
             return False
@@ -108,9 +111,11 @@ class CutDetector:
         self.cuts += 1
         return True
 
-    def _changed_where(self, faces_xyxy: np.ndarray | None, frame_hw: tuple[int, int]) -> bool:
+    def _changed_where(self, faces_xyxy, frame_hw: tuple[int, int]) -> bool:
         """The share of the faces' boxes (on the thumbnail) that changed is at least FACES_CHANGED (True without
         faces)."""
+        if callable(faces_xyxy):
+            faces_xyxy = faces_xyxy()
         boxes = np.asarray(faces_xyxy if faces_xyxy is not None else np.zeros((0, 4)), np.float64).reshape(-1, 4)
         if not len(boxes):
             return True

@@ -107,7 +107,8 @@ class FaceFinder:
 
     def faces_at(self, image_bgr: np.ndarray, timestamp_s: float) -> Faces:
         """The tracked faces of the next analysed frame (track ids set, probabilities not yet)."""
-        if self.cut_detector is not None and self.cut_detector.is_cut(image_bgr, self.tracker.expected(timestamp_s)):
+        if self.cut_detector is not None and self.cut_detector.is_cut(
+                image_bgr, lambda: self.tracker.expected(timestamp_s)):
             self.cuts += 1
             self.tracker.cut(timestamp_s)
             self._analysed = 1  # this frame is a detection frame; the next ones count from it
