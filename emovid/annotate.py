@@ -2,6 +2,11 @@
 
 Sizes (line width, font, bars) scale with the frame's shorter side, so the same drawing is readable at 320x240
 and at 1920x1080. The input image is never modified: `annotate` draws on a copy.
+
+With several faces the tags and bar panels are placed (`layout`) so that they cover neither each other nor another
+face: each tag goes to the first free place of above, below, inside the top of its box; each panel to the first
+free place of right, left, below, above; a panel with no free place is left out (its face keeps its tag), and past
+COMPACT_AFTER faces no panels are drawn, only tags.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 UNTRACKED = (160, 160, 160)
 TEXT = (255, 255, 255)
 PANEL = (32, 32, 32)
+COMPACT_AFTER = 3  # more faces than this: tags only (seven bars per face would cover the picture)
 
 
 def color_for(track_id: int) -> tuple[int, int, int]:
@@ -74,8 +80,71 @@ def _panel(image: np.ndarray, x0: int, y0: int, x1: int, y1: int, alpha: float =
         roi[:] = (roi * (1 - alpha) + np.array(PANEL) * alpha).astype(np.uint8)
 
 
+Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 pixels, end-exclusive
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one face's tag and bar panel go (panel None: not drawn)."""
+
+    tag: Rect
+    panel: Rect | None
+
+
+def _overlap_px(a: Rect, b: Rect) -> int:
+    return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def _inside(rect: Rect, w: int, h: int) -> bool:
+    return rect[0] >= 0 and rect[1] >= 0 and rect[2] <= w and rect[3] <= h
+
+
+def _shifted_in(rect: Rect, w: int, h: int) -> Rect:
+    """The rectangle moved (not resized) to lie in the frame where it can."""
+    dx = -rect[0] if rect[0] < 0 else min(0, w - rect[2])
+    dy = -rect[1] if rect[1] < 0 else min(0, h - rect[3])
+    return rect[0] + dx, rect[1] + dy, rect[2] + dx, rect[3] + dy
+
+
+def layout(boxes: list[Rect], tag_sizes: list[tuple[int, int]], panel_size: tuple[int, int] | None,
+           has_panel: list[bool], frame_wh: tuple[int, int], gap_px: int = 1) -> list[Placement]:
+    """Tags and panels for faces, in face order: each at the first candidate place (moved into the frame) that
+    covers no other face's box and nothing placed before it; a tag with no free place takes the place that covers
+    the least, a panel with none is left out. `panel_size` None: no panels (compact)."""
+    w, h = frame_wh
+    placed: list[Rect] = []
+    out = []
+    for i, (x0, y0, x1, y1) in enumerate(boxes):
+        others = [b for k, b in enumerate(boxes) if k != i]
+        tw, th = tag_sizes[i]
+        tags = [(x0, y0 - th, x0 + tw, y0), (x0, y1 + gap_px, x0 + tw, y1 + gap_px + th), (x0, y0, x0 + tw, y0 + th)]
+        tags = [_shifted_in(t, w, h) for t in tags]
+        cost = [sum(_overlap_px(t, r) for r in placed + others) for t in tags]
+        tag = tags[int(np.argmin(cost))]
+        placed.append(tag)
+        panel = None
+        if panel_size is not None and has_panel[i]:
+            pw, ph = panel_size
+            top = min(max(y0, 0), max(h - ph, 0))
+            below, above = max(y1, tag[3]) + gap_px, min(y0, tag[1]) - gap_px
+            candidates = [(x1 + gap_px, top, x1 + gap_px + pw, top + ph),
+                          (x0 - gap_px - pw, top, x0 - gap_px, top + ph),
+                          (x0, below, x0 + pw, below + ph), (x0, above - ph, x0 + pw, above)]
+            # free places first; then, moved into the frame, over its own face (a face that fills a small frame)
+            candidates += [_shifted_in(c, w, h) for c in candidates]
+            own = (x0, y0, x1, y1)
+            for k, candidate in enumerate(candidates):
+                covered = placed + others + ([own] if k < 4 else [])
+                if _inside(candidate, w, h) and not any(_overlap_px(candidate, r) for r in covered):
+                    panel = candidate
+                    placed.append(panel)
+                    break
+        out.append(Placement(tag, panel))
+    return out
+
+
 def annotate(image_bgr: np.ndarray, faces: Faces, labels: tuple[str, ...] = EMOTIONS) -> np.ndarray:
-    """A copy of `image_bgr` with every face drawn (box, label, probability bars)."""
+    """A copy of `image_bgr` with every face drawn (box, label, probability bars; placed by `layout`)."""
     import cv2
 
     out = np.array(image_bgr, dtype=np.uint8, copy=True)
@@ -84,35 +153,27 @@ def annotate(image_bgr: np.ndarray, faces: Faces, labels: tuple[str, ...] = EMOT
     font = cv2.FONT_HERSHEY_SIMPLEX
     initials = short_labels(labels)
     (_, text_h), baseline = cv2.getTextSize("Ag", font, style.font_scale, style.font_px)
-    for i in range(len(faces)):
-        x0, y0, x1, y1 = (int(round(float(v))) for v in np.nan_to_num(faces.xyxy[i]))
-        track_id = int(faces.track_id[i])
-        probs = faces.probs[i]
-        color = color_for(track_id)
+    (init_w, _), _ = cv2.getTextSize("Su", font, style.font_scale * 0.8, style.font_px)
+    row_h = max(style.bar_h, int(text_h * 0.8)) + style.pad
+    panel_size = (init_w + style.bar_w + 3 * style.pad, row_h * len(labels) + style.pad)
+    boxes = [tuple(int(round(float(v))) for v in np.nan_to_num(faces.xyxy[i])) for i in range(len(faces))]
+    texts = [_label(int(faces.track_id[i]), faces.probs[i], labels) for i in range(len(faces))]
+    tag_h = text_h + baseline + 2 * style.pad
+    tag_sizes = [(cv2.getTextSize(t, font, style.font_scale, style.font_px)[0][0] + 2 * style.pad, tag_h)
+                 for t in texts]
+    classified = [bool(np.all(np.isfinite(faces.probs[i]))) for i in range(len(faces))]
+    places = layout(boxes, tag_sizes, None if len(faces) > COMPACT_AFTER else panel_size, classified, (w, h),
+                    gap_px=style.line_px)
+    colors = [color_for(int(faces.track_id[i])) for i in range(len(faces))]
+    for (x0, y0, x1, y1), color in zip(boxes, colors, strict=True):
         cv2.rectangle(out, (x0, y0), (x1, y1), color, style.line_px, cv2.LINE_AA)
-
-        # `#id emotion 87%` on a filled tag above the box (inside it when the box touches the top edge).
-        text = _label(track_id, probs, labels)
-        (text_w, _), _ = cv2.getTextSize(text, font, style.font_scale, style.font_px)
-        tag_h = text_h + baseline + 2 * style.pad
-        ty0 = y0 - tag_h if y0 - tag_h >= 0 else y0
-        tx0 = min(max(x0, 0), max(w - text_w - 2 * style.pad, 0))
-        cv2.rectangle(out, (tx0, ty0), (tx0 + text_w + 2 * style.pad, ty0 + tag_h), color, cv2.FILLED)
-        dark = sum(color) / 3 > 140
-        cv2.putText(out, text, (tx0 + style.pad, ty0 + style.pad + text_h), font, style.font_scale,
-                    (0, 0, 0) if dark else TEXT, style.font_px, cv2.LINE_AA)
-
-        if not np.all(np.isfinite(probs)):
+    for i, place in enumerate(places):
+        if place.panel is None:
             continue
-        # Probability bars: one row per emotion, initials then a bar; right of the box, else left of it.
-        (init_w, _), _ = cv2.getTextSize("Su", font, style.font_scale * 0.8, style.font_px)
-        row_h = max(style.bar_h, int(text_h * 0.8)) + style.pad
-        panel_w = init_w + style.bar_w + 3 * style.pad
-        panel_h = row_h * len(labels) + style.pad
-        px0 = x1 + style.line_px if x1 + style.line_px + panel_w <= w else x0 - style.line_px - panel_w
-        px0 = min(max(px0, 0), max(w - panel_w, 0))
-        py0 = min(max(y0, 0), max(h - panel_h, 0))
-        _panel(out, px0, py0, px0 + panel_w, py0 + panel_h)
+        # Probability bars: one row per emotion, initials then a bar.
+        px0, py0, px1, py1 = place.panel
+        _panel(out, px0, py0, px1, py1)
+        probs = faces.probs[i]
         best = int(np.argmax(probs))
         for k, (initial, p) in enumerate(zip(initials, probs, strict=True)):
             ry = py0 + style.pad + k * row_h
@@ -123,6 +184,12 @@ def annotate(image_bgr: np.ndarray, faces: Faces, labels: tuple[str, ...] = EMOT
             cv2.rectangle(out, (bx0, bar_y0), (bx0 + style.bar_w, bar_y1), (90, 90, 90), cv2.FILLED)
             filled = int(round(float(np.clip(p, 0, 1)) * style.bar_w))
             if filled > 0:
-                cv2.rectangle(out, (bx0, bar_y0), (bx0 + filled, bar_y1), color if k == best else (220, 220, 220),
+                cv2.rectangle(out, (bx0, bar_y0), (bx0 + filled, bar_y1), colors[i] if k == best else (220, 220, 220),
                               cv2.FILLED)
+    for text, place, color in zip(texts, places, colors, strict=True):  # tags last: on top of everything
+        tx0, ty0, tx1, ty1 = place.tag
+        cv2.rectangle(out, (tx0, ty0), (tx1 - 1, ty1 - 1), color, cv2.FILLED)
+        dark = sum(color) / 3 > 140
+        cv2.putText(out, text, (tx0 + style.pad, ty0 + style.pad + text_h), font, style.font_scale,
+                    (0, 0, 0) if dark else TEXT, style.font_px, cv2.LINE_AA)
     return out

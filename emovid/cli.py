@@ -118,6 +118,11 @@ MaxMegapixels = Annotated[float, typer.Option(
 FramingOpt = Annotated[Framing, typer.Option(
     "--framing", help="How a face is cut out for the emotion model: aligned (its eyes, nose and mouth moved to where "
                       "FER2013's faces have them) or box (a square of the detector's box).")]
+ReidWindow = Annotated[float | None, typer.Option(
+    "--reid-window", min=0.0, metavar="S", show_default=False,
+    help="Give a person who comes back within S seconds (after leaving the picture, or after a cut) their id back, "
+         "recognised by face (dlib's face embedding: pip install 'emovid[reid]'). Default: 60 when that is "
+         "installed, else off. 0: off (a returning face gets a new id).")]
 PerFrame = Annotated[bool, typer.Option(
     "--per-frame", help="Also write <stem>.frames.csv (one row per face per analysed frame).")]
 Overwrite = Annotated[bool, typer.Option(
@@ -208,7 +213,8 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
              video: bool,
              csv: str | None = None, ray: str | None = None, workers: int = 2, worker_cpus: float = 1.0,
              worker_gpus: float = 0.0, shard: str | None = None, summary: Path | None = None,
-             sample_fps: float | None = None, detect_size: int = 640, max_megapixels: float = 36.0) -> None:
+             sample_fps: float | None = None, detect_size: int = 640, max_megapixels: float = 36.0,
+             reid_window: float | None = None) -> None:
     # Before numpy's first import (emovid.pipeline's): numpy's OpenBLAS would start a thread per core that spins
     # after start-up, 0.15-0.19 s of CPU per run (no wall-clock change measured; BENCHMARKS.md, status); emovid
     # does no linear algebra.
@@ -258,7 +264,8 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
                                   every=every, scan_every_s=scan_every, full_scan_every_s=full_scan_every,
                                   classify_every=classify_every, inference_threads=threads,
                                   sample_fps=sample_fps, framing=framing.value,
-                                  detect_size_px=detect_size, max_megapixels=max_megapixels)
+                                  detect_size_px=detect_size, max_megapixels=max_megapixels,
+                                  reid_window_s=reid_window)
         # --csv collects every input's rows into one file, so every input is analysed (no skipping); the PNGs are
         # written only where outputs were asked for (--out), not beside the inputs.
         outputs = OutputOptions(out_dir=out, video=video, csv=csv is None, png=csv is None or out is not None,
@@ -367,6 +374,7 @@ def annotate(
     threads: Threads = 0,
     framing: FramingOpt = Framing.aligned,
     max_megapixels: MaxMegapixels = 36.0,
+    reid_window: ReidWindow = None,
     per_frame: PerFrame = False,
     overwrite: Overwrite = False,
     ray: Ray = None,
@@ -382,7 +390,8 @@ def annotate(
          scan_every=scan_every, full_scan_every=full_scan_every, classify_every=classify_every, per_frame=per_frame,
          overwrite=overwrite, debug=debug, threads=threads, framing=framing,
          video=True, ray=ray, workers=workers, worker_cpus=worker_cpus, worker_gpus=worker_gpus, shard=shard,
-         summary=summary, detect_size=detect_size, max_megapixels=max_megapixels)
+         summary=summary, detect_size=detect_size, max_megapixels=max_megapixels,
+         reid_window=reid_window)
 
 
 @app.command()
@@ -410,6 +419,7 @@ def timeline(
     threads: Threads = 0,
     framing: FramingOpt = Framing.aligned,
     max_megapixels: MaxMegapixels = 36.0,
+    reid_window: ReidWindow = None,
     per_frame: PerFrame = False,
     overwrite: Overwrite = False,
     ray: Ray = None,
@@ -426,7 +436,8 @@ def timeline(
          scan_every=scan_every, full_scan_every=full_scan_every, classify_every=classify_every, per_frame=per_frame,
          overwrite=overwrite, debug=debug, threads=threads, framing=framing,
          video=False, csv=csv, ray=ray, workers=workers, worker_cpus=worker_cpus, worker_gpus=worker_gpus,
-         shard=shard, summary=summary, sample_fps=sample_fps, detect_size=detect_size, max_megapixels=max_megapixels)
+         shard=shard, summary=summary, sample_fps=sample_fps, detect_size=detect_size, max_megapixels=max_megapixels,
+         reid_window=reid_window)
 
 
 try:

@@ -67,6 +67,9 @@ class AnalysisOptions:
     full_scan_every_s: float = DEFAULT_FULL_SCAN_S  # scans at detect_size_px this often, at half of it in between
     sample_fps: float | None = None  # analyse this many frames per second of video (None: every frame)
     max_gap_s: float = 1.0  # a track survives this long without detections
+    reid_window_s: float | None = None  # a person absent up to this long gets their id back (emovid.reid); 0: off;
+    # None: DEFAULT_REID_WINDOW_S when the re-identification extra is installed, else off
+    detect_cuts: bool = True  # end every track at a shot cut and scan the whole frame at once (emovid.cuts)
     batch_frames: int = 8  # frames whose faces are classified in one batch
     threaded: bool = True  # decode and encode in worker threads (emovid.stream); False: all in one
     inference_threads: int = 0  # ONNX Runtime's intra-op threads per model on the CPU; 0: its default (one per core)
@@ -107,6 +110,20 @@ class AnalysisOptions:
         if not (self.max_megapixels > 0 and math.isfinite(self.max_megapixels)):
             raise ValueError(f"max_megapixels must be > 0, got {self.max_megapixels}")
 
+        if self.reid_window_s is not None and not (self.reid_window_s >= 0 and math.isfinite(self.reid_window_s)):
+            raise ValueError(f"reid_window_s must be >= 0, got {self.reid_window_s}")
+
+
+    @property
+    def effective_reid_window_s(self) -> float:
+        """The re-identification window in use: reid_window_s, or for None the default when the extra is
+        installed (0 otherwise)."""
+        if self.reid_window_s is not None:
+            return self.reid_window_s
+        from emovid.reid import DEFAULT_REID_WINDOW_S, reid_available
+
+        return DEFAULT_REID_WINDOW_S if reid_available() else 0.0
+
     def shaping(self) -> dict:
         """The options that shape the results (recorded with the outputs; a rerun skips only on a match), with
         emovid's version; not those that only change speed or what is accepted."""
@@ -119,6 +136,7 @@ class AnalysisOptions:
                 st = os.stat(self.model)
                 fields["model_file"] = {"path": os.path.abspath(self.model), "size": st.st_size,
                                         "mtime_ns": st.st_mtime_ns}
+        fields["reid_window_s"] = self.effective_reid_window_s  # installing the extra changes the default
         return {"emovid": __version__, **fields}
 
 
@@ -168,8 +186,14 @@ class Models:
 
 
 def load_models(options: AnalysisOptions) -> Models:
-    """Load the face detector and the emotion classifier (ModelError / DeviceError on failure)."""
+    """Load the face detector and the emotion classifier (ModelError / DeviceError on failure; ModelError too when
+    re-identification is asked for and its extra is missing)."""
     from emovid.classify import load_classifier
+
+    if options.reid_window_s:
+        from emovid.reid import DlibEmbedder
+
+        DlibEmbedder()  # checks that the extra is installed; its models load when first needed
 
     threads = options.inference_threads
     classifier = load_classifier(options.model, options.device, intra_op_threads=threads)
@@ -465,18 +489,22 @@ def analyse_frames(frames: Iterable[Frame], models: Models, options: AnalysisOpt
     Each tracked face is classified every `options.classify_every` analysed frames (_ClassifySchedule; a new track at
     once) and holds its track's last probabilities in between (_HeldEmotions, in frame order, so threaded and
     sequential runs agree). The faces of up to `options.batch_frames` analysed frames are classified in one batch
-    (in a worker thread when `options.threaded`). `tracker` defaults to a new
-    FaceTracker(max_gap_s=options.max_gap_s); `keep_images` passes the images on (for annotation).
+    (in a worker thread when `options.threaded`). `tracker` defaults to a new FaceTracker(max_gap_s=options.max_gap_s)
+    with a re-identifier for options.effective_reid_window_s (ModelError when one is asked for and dlib is missing);
+    `keep_images` passes the images on (for annotation).
     """
     from emovid.crop import crop_faces
+    from emovid.cuts import CutDetector
     from emovid.schedule import FaceFinder
 
     if tracker is None:
+        from emovid.reid import make_reidentifier
         from emovid.track import FaceTracker
 
-        tracker = FaceTracker(max_gap_s=options.max_gap_s)
+        tracker = FaceTracker(max_gap_s=options.max_gap_s, reid=make_reidentifier(options.effective_reid_window_s))
     finder = FaceFinder(models.detector, tracker, every=options.every, scan_every_s=options.scan_every_s,
-                        full_scan_every_s=options.full_scan_every_s, coarse_side_px=options.coarse_side_px)
+                        full_scan_every_s=options.full_scan_every_s, coarse_side_px=options.coarse_side_px,
+                        cut_detector=CutDetector() if options.detect_cuts else None)
     sampler = Sampler(options.sample_fps)
     schedule = _ClassifySchedule(options.classify_every)
     pending: list[_Pending] = []

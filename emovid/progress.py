@@ -146,11 +146,12 @@ def _duration(seconds: float | None) -> str:
 
 
 def summary_table(results: list[VideoResult]) -> Table:
-    """video, duration, faces (people tracked), processing speed, status, output names (or a failure's reason)."""
+    """video, duration, people (distinct track ids: with re-identification a person who comes back counts once,
+    without it once per return), processing speed, status, output names (or a failure's reason)."""
     table = Table(title="emovid summary", title_justify="left")
     table.add_column("video", overflow="fold")
     table.add_column("duration", justify="right")
-    table.add_column("faces", justify="right")
+    table.add_column("people (ids)", justify="right")
     table.add_column("speed (fps)", justify="right")
     table.add_column("status")
     table.add_column("outputs / reason", overflow="fold")

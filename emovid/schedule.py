@@ -15,7 +15,11 @@
   coarse scan adds the faces outside those windows. With `scan_every_s` 0 or `full_scan_every_s` 0, or a frame no
   larger than `coarse_side_px`, every scan is full;
 - a face that enters the picture is found by the next scan that can see it: at most `scan_every_s` (plus `every`
-  frames) late, or `full_scan_every_s` for a face too small for the coarse scans.
+  frames) late, or `full_scan_every_s` for a face too small for the coarse scans;
+- with a cut detector (emovid.cuts), every analysed frame is checked for a shot cut first; at a cut every track
+  ends (`tracker.cut`) and the frame gets a full scan at once, and the detection frames count on from it;
+- whatever looked (windows, coarse and full scans), boxes that box the same face are merged before tracking
+  (emovid.track.suppress_nested), so no two tracks follow one face.
 
 This is how trackers of the MediaPipe kind run a detector on video: look everywhere rarely, look where the faces
 are often. The detector is most of a frame's cost; BENCHMARKS.md measures what this schedule changes in the
@@ -28,18 +32,21 @@ import math
 
 import numpy as np
 
+from emovid.cuts import CutDetector
 from emovid.detect import FaceDetector, region_windows
 from emovid.faces import Faces
-from emovid.track import FaceTracker
+from emovid.track import NESTED_OVERLAP, FaceTracker, suppress_nested
 
 
 class FaceFinder:
     """Detection schedule + tracker for one video (see the module docstring). Counts what it ran: `scans` (of
     which `coarse_scans`), `region_passes` (detect_regions calls) and `predictions` (frames carried by the
-    tracker). `coarse_side_px` None: every scan is full."""
+    tracker), `rescans` (scans because a tracked face was missing from its window) and `cuts` (shot cuts found).
+    `coarse_side_px` None: every scan is full; `cut_detector` None: no cut detection."""
 
     def __init__(self, detector: FaceDetector, tracker: FaceTracker, every: int = 1, scan_every_s: float = 0.0,
-                 full_scan_every_s: float = 0.0, coarse_side_px: int | None = None):
+                 full_scan_every_s: float = 0.0, coarse_side_px: int | None = None,
+                 cut_detector: CutDetector | None = None, nested_overlap: float = NESTED_OVERLAP):
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
         for name, value in (("scan_every_s", scan_every_s), ("full_scan_every_s", full_scan_every_s)):
@@ -53,7 +60,9 @@ class FaceFinder:
         self.scan_every_s = float(scan_every_s)
         self.full_scan_every_s = float(full_scan_every_s)
         self.coarse_side_px = coarse_side_px
-        self.scans = self.coarse_scans = self.region_passes = self.predictions = 0
+        self.cut_detector = cut_detector
+        self.nested_overlap = float(nested_overlap)
+        self.scans = self.coarse_scans = self.region_passes = self.predictions = self.cuts = self.rescans = 0
         self._analysed = 0
         self._last_scan_s: float | None = None
         self._last_full_scan_s: float | None = None
@@ -62,24 +71,29 @@ class FaceFinder:
     def _due(last_s: float | None, period_s: float, timestamp_s: float) -> bool:
         return period_s == 0 or last_s is None or timestamp_s - last_s >= period_s - 1e-6
 
-    def _scan(self, image_bgr: np.ndarray, timestamp_s: float) -> Faces:
+    def _scan(self, image_bgr: np.ndarray, timestamp_s: float, full: bool = False,
+              tracked: tuple[Faces, np.ndarray] | None = None) -> Faces:
+        """A whole-frame scan (full or coarse). `tracked`: the faces a region pass of this frame found and its
+        windows, when there was one (a coarse scan then needs no second one)."""
         self._last_scan_s = timestamp_s
         self.scans += 1
-        if (self.coarse_side_px is None or self.scan_every_s == 0
+        if (full or self.coarse_side_px is None or self.scan_every_s == 0
                 or max(np.shape(image_bgr)[:2]) <= self.coarse_side_px  # a coarse scan would see it all anyway
                 or self._due(self._last_full_scan_s, self.full_scan_every_s, timestamp_s)):
             self._last_full_scan_s = timestamp_s
             return self.detector.detect(image_bgr)
         self.coarse_scans += 1
         found = self.detector.detect(image_bgr, max_side=self.coarse_side_px)
-        windows = self._windows(image_bgr, timestamp_s)
-        if windows is None:
-            return found
+        if tracked is None:
+            windows = self._windows(image_bgr, timestamp_s)
+            if windows is None:
+                return found
+            tracked = (self.detector.detect_regions(image_bgr, windows), windows)
         # the tracked faces measured in their windows (as precisely as at any detection frame), the coarse scan's
         # faces outside every window (new ones). A window's faces are those whose centre it holds, so no face comes
         # twice, also when detect_regions returns the whole frame's faces (many windows cost as much as the frame).
-        tracked = self.detector.detect_regions(image_bgr, windows)
-        return _merged(tracked[_centred_in(tracked, windows)], found[~_centred_in(found, windows)])
+        in_windows, windows = tracked
+        return _merged(in_windows[_centred_in(in_windows, windows)], found[~_centred_in(found, windows)])
 
     def _windows(self, image_bgr: np.ndarray, timestamp_s: float) -> np.ndarray | None:
         """Windows around the faces the tracker expects at timestamp_s (None when it follows none); counts a
@@ -93,17 +107,30 @@ class FaceFinder:
 
     def faces_at(self, image_bgr: np.ndarray, timestamp_s: float) -> Faces:
         """The tracked faces of the next analysed frame (track ids set, probabilities not yet)."""
+        if self.cut_detector is not None and self.cut_detector.is_cut(
+                image_bgr, lambda: self.tracker.expected(timestamp_s)):
+            self.cuts += 1
+            self.tracker.cut(timestamp_s)
+            self._analysed = 1  # this frame is a detection frame; the next ones count from it
+            return self._track(self._scan(image_bgr, timestamp_s, full=True), image_bgr, timestamp_s)
         detection_frame = self._analysed % self.every == 0
         self._analysed += 1
         if not detection_frame:
             self.predictions += 1
             return self.tracker.predict(timestamp_s)
         if self._due(self._last_scan_s, self.scan_every_s, timestamp_s):
-            return self.tracker.update(self._scan(image_bgr, timestamp_s), timestamp_s)
+            return self._track(self._scan(image_bgr, timestamp_s), image_bgr, timestamp_s)
         windows = self._windows(image_bgr, timestamp_s)
         if windows is None:  # nothing followed and no scan due: nothing to look at until the next scan
-            return self.tracker.update(Faces.empty(), timestamp_s)
-        return self.tracker.update(self.detector.detect_regions(image_bgr, windows), timestamp_s)
+            return self._track(Faces.empty(), image_bgr, timestamp_s)
+        found = self.detector.detect_regions(image_bgr, windows)
+        if len(found) < len(windows):  # a tracked face is not where it was expected: look everywhere now
+            self.rescans += 1
+            return self._track(self._scan(image_bgr, timestamp_s, tracked=(found, windows)), image_bgr, timestamp_s)
+        return self._track(found, image_bgr, timestamp_s)
+
+    def _track(self, found: Faces, image_bgr: np.ndarray, timestamp_s: float) -> Faces:
+        return self.tracker.update(suppress_nested(found, self.nested_overlap), timestamp_s, image_bgr)
 
 
 def _centred_in(faces: Faces, windows_xyxy: np.ndarray) -> np.ndarray:

@@ -273,7 +273,8 @@ def frames_dataframe(frames: Iterable[FrameFaces]):
 
 
 PNG_WIDTH_PX = 1000
-_PANEL_PX, _TOP_PX, _BOTTOM_PX, _LEFT_PX, _RIGHT_PX = 140, 70, 50, 80, 20
+_PANEL_PX, _TOP_PX, _BOTTOM_PX, _LEFT_PX, _RIGHT_PX = 140, 70, 50, 96, 20
+_TICK_SCALE = 0.35  # the probability ticks (0, 0.5, 1) left of each panel
 _TICK_STEPS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
 _INK, _GRID = (40, 40, 40), (200, 200, 200)
 
@@ -291,9 +292,28 @@ def _text(image: np.ndarray, text: str, xy: tuple[int, int], scale: float = 0.45
     cv2.putText(image, text, (x, xy[1] + h // 2), cv2.FONT_HERSHEY_SIMPLEX, scale, _INK, 1, cv2.LINE_AA)
 
 
+def _text_w(text: str, scale: float) -> int:
+    import cv2
+
+    return cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0]
+
+
+def track_label(track_id: int) -> list[tuple[str, float, int]]:
+    """The lines that name a panel's person, left of its probability ticks: (text, font scale, left x px). Each line
+    is shrunk until it ends left of the widest tick label, so long ids never run into the ticks."""
+    right = _LEFT_PX - 6 - max(_text_w(t, _TICK_SCALE) for t in ("0", "0.5", "1")) - 6
+    lines = []
+    for text in ("person", f"#{track_id}"):
+        scale = 0.42
+        while scale > 0.25 and 8 + _text_w(text, scale) > right:
+            scale -= 0.02
+        lines.append((text, scale, 8))
+    return lines
+
+
 def render_png(timeline: Timeline, max_tracks: int = 8) -> bytes:
-    """PNG bytes: one stacked-area panel per track (emotion probabilities per second, bottom to top in EMOTIONS
-    order), tracks with the most frames first when there are more than `max_tracks`, shown in track id order.
+    """PNG bytes: one stacked-area panel per person (track id; emotion probabilities per second, bottom to top in
+    EMOTIONS order), those with the most frames first when there are more than `max_tracks`, shown in id order.
     Drawn with OpenCV (no plotting library to import: the chart costs milliseconds, not half a second)."""
     import cv2
 
@@ -309,7 +329,7 @@ def render_png(timeline: Timeline, max_tracks: int = 8) -> bytes:
     image = np.full((height, PNG_WIDTH_PX, 3), 255, np.uint8)
     title = f"{timeline.video}: emotions per second"
     if len(ranked) > len(shown):
-        title += f" ({len(shown)} of {len(ranked)} tracks, those with the most frames)"
+        title += f" ({len(shown)} of {len(ranked)} people, those with the most frames)"
     _text(image, title, (PNG_WIDTH_PX // 2, 16), 0.55, "center")
     slot = (PNG_WIDTH_PX - 2 * _LEFT_PX) // len(EMOTIONS)
     for k, emotion in enumerate(EMOTIONS):  # legend
@@ -340,14 +360,15 @@ def render_png(timeline: Timeline, max_tracks: int = 8) -> bytes:
                     if y1 > y0 and x1 > x0:
                         cv2.rectangle(image, (x0, y0), (x1 - 1, y1 - 1), color, -1)
                     level += float(probability)
-            _text(image, f"track #{track_id}", (8, (top + bottom) // 2), 0.42)
+            for k, (text, scale, x) in enumerate(track_label(track_id)):
+                _text(image, text, (x, (top + bottom) // 2 + (k * 2 - 1) * 9), scale)
         else:
             _text(image, "no faces found", ((_LEFT_PX + PNG_WIDTH_PX - _RIGHT_PX) // 2, (top + bottom) // 2), 0.5,
                   "center")
         cv2.rectangle(image, (_LEFT_PX, top), (_LEFT_PX + plot_w, bottom), _INK, 1)
         for fraction in (0.0, 0.5, 1.0):
             y = bottom - int(round(plot_h * fraction))
-            _text(image, f"{fraction:g}", (_LEFT_PX - 6, y), 0.35, "right")
+            _text(image, f"{fraction:g}", (_LEFT_PX - 6, y), _TICK_SCALE, "right")
     axis_y = _TOP_PX + n_panels * _PANEL_PX - 16
     if seconds:
         step = next((s for s in _TICK_STEPS_S if end_s / s <= 12), max(_TICK_STEPS_S[-1], math.ceil(end_s / 12)))

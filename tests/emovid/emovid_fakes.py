@@ -86,11 +86,14 @@ class FakeTracker:
         self.last = Faces.empty()
         self.predicted = 0
 
-    def update(self, faces: Faces, timestamp_s: float) -> Faces:
+    def update(self, faces: Faces, timestamp_s: float, image_bgr: np.ndarray | None = None) -> Faces:
         ids = [1 + min(range(len(FACE_BOXES)), key=lambda k: np.abs(np.array(FACE_BOXES[k]) - box).sum())
                for box in faces.xyxy]
         self.last = faces.with_track_ids(np.array(ids, np.int64))
         return self.last
+
+    def cut(self, timestamp_s: float) -> None:
+        self.last = Faces.empty()
 
     def predict(self, timestamp_s: float) -> Faces:
         self.predicted += 1

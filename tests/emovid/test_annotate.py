@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from onnx_models import one_hot
 
-from emovid.annotate import PALETTE, Style, _label, annotate, color_for, short_labels
+from emovid.annotate import COMPACT_AFTER, PALETTE, Style, _label, annotate, color_for, layout, short_labels
 from emovid.faces import Faces
 
 
@@ -77,3 +77,40 @@ def test_bars_are_drawn_only_for_classified_faces():
     right_of_box = (slice(100, 230), slice(205, 320))
     assert not np.array_equal(with_bars[right_of_box], image[right_of_box])
     np.testing.assert_array_equal(without[right_of_box], image[right_of_box])
+
+
+def _overlaps(a, b) -> bool:
+    return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
+
+
+@pytest.mark.parametrize("n_faces", [2, 3])
+def test_tags_and_panels_cover_neither_each_other_nor_other_faces(n_faces):
+    """Faces side by side with little room between them (where tags and panels used to be drawn over each other)."""
+    boxes = [(40 + 150 * k, 120, 140 + 150 * k, 240) for k in range(n_faces)]
+    places = layout(boxes, [(110, 20)] * n_faces, (70, 90), [True] * n_faces, (640, 360))
+    rects = [r for p in places for r in (p.tag, p.panel) if r is not None]
+    assert all(not _overlaps(a, b) for i, a in enumerate(rects) for b in rects[i + 1:])
+    for i, place in enumerate(places):
+        for k, box in enumerate(boxes):
+            if k != i:
+                assert not _overlaps(place.tag, box)
+                assert place.panel is None or not _overlaps(place.panel, box)
+    assert all(p.panel is not None for p in places[:1])
+
+
+def test_past_compact_after_faces_only_tags_are_drawn():
+    image = frame(640, 360)
+    n = COMPACT_AFTER + 1
+    boxes = [[20 + 150 * k, 150, 100 + 150 * k, 240] for k in range(n)]
+    out = annotate(image, make_faces(boxes, list(range(1, n + 1))))
+    panel_grey = out[150:240, 105:165]  # right of the first face: a panel would darken it
+    np.testing.assert_array_equal(panel_grey, image[150:240, 105:165])
+    for k in range(n):
+        assert has_color(out, color_for(k + 1))
+    few = annotate(image, make_faces(boxes[:COMPACT_AFTER], list(range(1, COMPACT_AFTER + 1))))
+    assert not np.array_equal(few[150:240, 105:165], image[150:240, 105:165])
+
+
+def test_a_face_that_fills_a_small_frame_still_gets_its_bars():
+    places = layout([(20, 10, 150, 115)], [(60, 15)], (50, 80), [True], (160, 120))
+    assert places[0].panel is not None

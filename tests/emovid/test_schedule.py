@@ -79,10 +79,12 @@ def test_a_face_that_enters_is_found_by_the_next_scan():
 
 
 def test_a_face_missed_once_is_looked_for_again_and_keeps_its_id():
-    detector, _, out = run(lambda i: [] if i == 4 else [STILL], 10, every=1, scan_every_s=10.0)
+    detector, finder, out = run(lambda i: [] if i == 4 else [STILL], 10, every=1, scan_every_s=10.0)
     assert [len(f) for f in out] == [1, 1, 1, 1, 0, 1, 1, 1, 1, 1]
     assert out[5].track_id.tolist() == [1]  # found again in its window at frame 5, same id
-    assert [e[0] for e in detector.log] == ["scan"] + ["regions"] * 9
+    # missing from its window at frame 4: the whole frame is scanned at once, in case it moved away fast
+    assert [e[0] for e in detector.log] == ["scan"] + ["regions"] * 4 + ["scan"] + ["regions"] * 5
+    assert finder.rescans == 1
 
 
 def test_nothing_tracked_and_no_scan_due_costs_nothing():
@@ -172,3 +174,41 @@ def test_the_schedule_is_validated():
         FaceFinder(FakeDetector(lambda image: []), FaceTracker(), full_scan_every_s=float("nan"))
     with pytest.raises(ValueError, match="coarse_side_px"):
         FaceFinder(FakeDetector(lambda image: []), FaceTracker(), coarse_side_px=16)
+
+
+class ScriptedCuts:
+    """A cut detector that reports cuts at the given frame indices (read from the frame, as RecordingDetector)."""
+
+    def __init__(self, *frames: int):
+        self.frames = set(frames)
+
+    def is_cut(self, image_bgr: np.ndarray, faces_xyxy=None) -> bool:
+        return int(image_bgr[0, 0, 0]) in self.frames
+
+
+def test_at_a_cut_tracks_end_and_the_frame_gets_a_full_scan_at_once():
+    detector = RecordingDetector(lambda i: [STILL])
+    finder = FaceFinder(detector, FaceTracker(), every=3, scan_every_s=0.5, full_scan_every_s=2.0, coarse_side_px=80,
+                        cut_detector=ScriptedCuts(7))
+    out = [finder.faces_at(frame(i), i / FPS) for i in range(12)]
+    # frame 7 is neither a detection frame (every 3) nor due a scan (0.5 s): the cut makes it a full scan
+    assert [e[:2] for e in detector.log] == [("scan", 0), ("regions", 3), ("regions", 6), ("scan", 7),
+                                             ("regions", 10)]
+    assert [f.track_id.tolist() for f in out] == [[1]] * 7 + [[2]] * 5  # same place, but a new shot: a new track
+    assert finder.cuts == 1
+
+
+def test_a_box_inside_another_is_not_tracked():
+    half = (STILL[0] + 2, STILL[1] + 5, STILL[0] + 18, STILL[3] - 5)  # the left part of the same face
+    _, finder, out = run(lambda i: [STILL, half], 10, every=1, scan_every_s=0.2)
+    assert all(f.xyxy.tolist() == [list(STILL)] and f.track_id.tolist() == [1] for f in out)
+    assert finder.tracker.ids_issued == 1
+
+
+def test_a_face_that_leaves_its_window_is_found_by_a_coarse_scan_on_the_same_frame():
+    far = (100.0, 40.0, 140.0, 90.0)  # jumped 60 px: its centre is out of its window, within the tracker's gate
+    detector, finder, out = run(lambda i: [STILL] if i < 5 else [far], 8, every=1, scan_every_s=10.0,
+                                full_scan_every_s=10.0, coarse_side_px=80)
+    assert [e[:2] for e in detector.log][4:7] == [("regions", 4), ("regions", 5), ("coarse", 5)]
+    assert out[5].xyxy.tolist() == [list(far)] and out[5].track_id.tolist() == [1]
+    assert finder.rescans == 1 and [e[0] for e in detector.log][7:] == ["regions"] * 2  # found: no more scans

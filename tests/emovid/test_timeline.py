@@ -225,3 +225,13 @@ def test_png_draws_each_track_in_the_colours_of_its_emotions():
     colours = [c for e, c in EMOTION_COLORS.items() if e != "neutral"]  # neutral is a grey, like anti-aliased text
     assert all(share(empty[60:], np.array(_bgr(c))) == 0 for c in colours)
     assert share(empty[80:110, 100:960], np.array(_bgr(EMOTION_COLORS["neutral"]))) == 0
+
+
+@pytest.mark.parametrize("track_id", [1, 12, 123, 12345])
+def test_person_labels_end_left_of_the_probability_ticks(track_id):
+    from emovid.timeline import _LEFT_PX, _TICK_SCALE, _text_w, track_label
+
+    ticks_left = _LEFT_PX - 6 - max(_text_w(t, _TICK_SCALE) for t in ("0", "0.5", "1"))
+    lines = track_label(track_id)
+    assert [text for text, _, _ in lines] == ["person", f"#{track_id}"]
+    assert all(x + _text_w(text, scale) < ticks_left for text, scale, x in lines)

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emovid.faces import NO_TRACK, Faces
-from emovid.track import FaceTracker, greedy_match, iou_matrix
+from emovid.track import FaceTracker, closeness, greedy_match, iou_matrix, overlap_of_smaller, suppress_nested
 
 
 def faces_at(*boxes) -> Faces:
@@ -165,3 +165,40 @@ def test_expected_boxes_include_coasting_tracks_and_drop_expired_ones():
     assert expected[0] == pytest.approx(box(22), abs=1e-3) and expected[1] == pytest.approx(box(100))
     assert len(tracker.expected(1.15)) == 1  # face 2 last seen at 0.1 s: gone after 1 s
     assert len(tracker.expected(1.25)) == 0
+
+
+# --- one box per face, the distance pass, cuts ---------------------------------------------------------------------
+
+
+def test_a_box_mostly_inside_another_is_dropped_and_the_input_is_left_alone():
+    face, half = box(100, size=60), (102.0, 45.0, 128.0, 95.0)  # the left half of the same face
+    faces = faces_at(box(10), half, face)
+    kept = suppress_nested(faces)
+    assert kept.xyxy.tolist() == [list(box(10)), list(face)]  # order kept, the larger box stays
+    assert len(faces) == 3 and (faces.track_id == NO_TRACK).all()
+    side_by_side = faces_at(box(10), box(45))  # overlapping faces of two people: both kept
+    assert len(suppress_nested(side_by_side)) == 2
+    np.testing.assert_allclose(overlap_of_smaller([face], [half]), [[1.0]])
+
+
+def test_a_face_that_jumps_past_its_box_keeps_its_id_within_the_gate():
+    tracker = FaceTracker()
+    tracker.update(faces_at(box(100)), 0.0)
+    # 0.12 s later (a detection every 3rd frame) 70 px away: no overlap, but within 1 + 10 x 0.12 box sides (at most 2)
+    assert tracker.update(faces_at(box(170)), 0.12).track_id.tolist() == [1]
+    assert tracker.update(faces_at(box(400)), 0.24).track_id.tolist() == [2]  # far beyond: someone else
+    assert tracker.update(faces_at(box(170, size=120)), 0.28).track_id.tolist() == [3]  # three times as large
+
+
+def test_closeness_scores_by_distance_in_box_sides():
+    scores = closeness(np.array([box(0)]), np.array([box(0), box(20), box(40), box(60)]), 1.0, 1.6)
+    np.testing.assert_allclose(scores, [[1.0, 0.5, 0.0, 0.0]])
+
+
+def test_a_cut_ends_every_track():
+    tracker = FaceTracker(max_gap_s=1.0)
+    assert tracker.update(faces_at(box(50)), 0.0).track_id.tolist() == [1]
+    tracker.cut(0.04)
+    assert len(tracker.predict(0.04)) == 0 and len(tracker.expected(0.04)) == 0
+    assert tracker.update(faces_at(box(50)), 0.04).track_id.tolist() == [2]
+    assert tracker.cuts == 1
