@@ -295,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peer-venv", type=Path, default=None, help="the fer venv (default CACHE/fer-venv)")
     parser.add_argument("--no-peer", action="store_true", help="skip the fer peer")
     parser.add_argument("--no-levers", action="store_true", help="skip the lever measurements")
-    parser.add_argument("--fer-data", type=Path, default=Path("/work/shared/data/fer2013_rebuilt.csv.gz"),
+    parser.add_argument("--no-cluster", action="store_true", help="skip one process vs Ray workers (cluster.py)")
+    parser.add_argument("--fer-data", type=Path, default=ROOT.parent / "shared" / "data" / "fer2013_rebuilt.csv.gz",
                         help="FER2013-format CSV: PrivateTest accuracy of int8 models (skipped when missing)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "performance.md")
     args = parser.parse_args(argv)
@@ -601,11 +602,28 @@ def main(argv: list[str] | None = None) -> int:
                + table(["model", "file", "faces/s @ batch 1", "faces/s @ batch 64"], classifier_rows))
     if lever_text:
         report.add(lever_text)
+    if not args.no_cluster:
+        report.add(cluster_section(2 if args.quick else 8))
     if notes:
         report.add("## Notes\n\n" + "\n".join(f"- {n}" for n in notes))
     write_atomic(args.out, report.text())
     print(f"wrote {args.out}", flush=True)
     return 0
+
+
+def cluster_section(videos: int) -> str:
+    """benchmarks/cluster.py's table (one process against Ray workers on a batch), or why it was skipped."""
+    import importlib.util
+
+    title = "## Many videos: one process and Ray workers\n\n"
+    if importlib.util.find_spec("ray") is None:
+        return title + "Skipped: Ray is not installed (`pip install -e '.[ray]'`)."
+    print(f"batch of {videos} clips: one process, then Ray with 1 and 2 workers...", flush=True)
+    done = subprocess.run([sys.executable, str(HERE / "cluster.py"), "--videos", str(videos)], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        return title + f"Failed: {done.stderr.strip()[-300:]}"
+    return title + "`python benchmarks/cluster.py`:\n\n" + done.stdout.strip()
 
 
 def measure_levers(clips, main_spec: ClipSpec, long_spec: ClipSpec, run_model: Path | str, effect_model: Path,

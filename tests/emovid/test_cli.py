@@ -354,10 +354,11 @@ def test_an_unavailable_device_is_a_usage_error(tmp_path, monkeypatch):
 def test_end_to_end_with_the_real_detector_and_tracker(face_video, model_path, tmp_path):
     """Real faces (tests/media.py), CenterFace and FaceTracker; the tiny model stands in for the emotion model.
     29.97 fps, 4.004 s: person 1 during [0, 2), person 2 during [1, 2), nobody during [2, 3), a face again from 3 s
-    (a new id: the gap is longer than 1 s); second 4 ([4, 4.004)) has no frame."""
+    (a new id without re-identification: the gap is longer than 1 s); second 4 ([4, 4.004)) has no frame."""
     clip = face_video("people.mp4", fps=29.97, duration_s=4.0, audio=True, faces=[
         (0, 2, (20, 30, 60, 80)), (1, 2, (100, 30, 140, 80), 1), (3, float("inf"), (20, 30, 60, 80))])
-    result = invoke("annotate", clip.path, "--model", model_path, "--out", tmp_path / "out", "--device", "cpu")
+    result = invoke("annotate", clip.path, "--model", model_path, "--out", tmp_path / "out", "--device", "cpu",
+                    "--reid-window", "0")
     assert result.exit_code == 0, result.output
     rows = read_rows(tmp_path / "out" / "people.timeline.csv")
     assert [(r["second"], r["track_id"], r["frames"]) for r in rows] == [
@@ -365,7 +366,7 @@ def test_end_to_end_with_the_real_detector_and_tracker(face_video, model_path, t
     assert rows[-1]["end_s"] == "4.004"
     assert "; face detector centerface-int8" in result.stderr  # the CPU default
     exact = invoke("timeline", clip.path, "--model", model_path, "--out", tmp_path / "float", "--device", "cpu",
-                   "--detector", "centerface")
+                   "--detector", "centerface", "--reid-window", "0")
     assert exact.exit_code == 0 and "; face detector centerface\n" in exact.stderr
     assert [(r["second"], r["track_id"], r["frames"]) for r in read_rows(tmp_path / "float" / "people.timeline.csv")] \
         == [(r["second"], r["track_id"], r["frames"]) for r in rows]
@@ -405,3 +406,13 @@ def test_both_commands_detect_every_third_frame_by_default(tmp_path, videos, loa
                  o.inference_threads) for o in loaded]
     assert defaults == [(3, 0.5, 2.0, 2, 320, 0)] * 2
     assert (tmp_path / "t" / "b.timeline.csv").read_text() == (tmp_path / "a" / "b.timeline.csv").read_text()
+
+
+def test_the_returning_person_gets_their_id_back_with_re_identification(face_video, model_path, tmp_path):
+    pytest.importorskip("dlib")
+    clip = face_video("back.mp4", fps=25, duration_s=4.0, faces=[(0, 1.5, (20, 30, 60, 80)), (3, 4, (20, 30, 60, 80))])
+    result = invoke("timeline", clip.path, "--model", model_path, "--out", tmp_path / "out", "--device", "cpu",
+                    "--reid-window", "30")
+    assert result.exit_code == 0, result.output
+    ids = {r["track_id"] for r in read_rows(tmp_path / "out" / "back.timeline.csv") if r["track_id"]}
+    assert ids == {"1"}
