@@ -1,7 +1,7 @@
 """Tracking benchmark: ids per person, ids across cuts, duplicate boxes, short tracks, re-identifications and wrong
 merges, on composite clips built from real faces, before and after a change.
 
-    python benchmarks/track_bench.py --clips /work/devset [--before REF] [--extra-path DIR] [--only NAME ...]
+    python benchmarks/track_bench.py --clips ../devset [--before REF] [--extra-path DIR] [--only NAME ...]
 
 The clips are built in memory (nothing is written) from the development set's single-actor clips
 (`--clips`: a folder with labels.csv and the clips it lists; the actors M030, W009 and W011 play A, B and C) and

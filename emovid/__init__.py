@@ -10,13 +10,11 @@ EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surpri
 
 # When the face detector runs (emovid.schedule; shared by the CLI and the API): on every DEFAULT_EVERY-th analysed
 # frame, on the whole frame every DEFAULT_SCAN_S seconds (a face that enters is found by the next scan) and, in
-# between, only around the faces it tracks; the tracker carries the boxes over the other frames. The detector was
-# most of a frame's cost: this schedule takes a 640x360 frame from 45 ms of CPU (exact path: every 1, scan every 0,
-# classify every 1) to 10 ms. Each tracked face is then classified every DEFAULT_CLASSIFY_EVERY-th analysed frame
-# (a new face at once) and keeps its last emotion in between: the emotion model, then the largest cost, runs half
-# as often (10.0 -> 8.9 ms of CPU per one-face frame). Whole-frame scans are full (the detector's size) every
-# DEFAULT_FULL_SCAN_S seconds and coarse (half that size, about a third of the time; faces at least twice the smallest
-# a full scan finds) in between. Their effect on the timeline is measured in BENCHMARKS.md.
+# between, only around the faces it tracks (the detector is most of a frame's cost); the tracker carries the boxes
+# over the other frames. Each tracked face is classified every DEFAULT_CLASSIFY_EVERY-th analysed frame (a new face
+# at once) and keeps its last emotion in between. Whole-frame scans are full (the detector's size) every
+# DEFAULT_FULL_SCAN_S seconds and coarse (half that size; faces at least twice the smallest a full scan finds) in
+# between. docs/performance.md measures their cost and what they change in the timeline.
 DEFAULT_EVERY = 3
 DEFAULT_SCAN_S = 0.5
 DEFAULT_FULL_SCAN_S = 2.0

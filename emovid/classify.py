@@ -266,7 +266,7 @@ def load_classifier(model: str | Path = BEST, device: Device | str = Device.auto
     """Load an emotion model: best | scratch | mobilenetv2 | vgg16 | ensemble | <shipped>-int8 | PATH.onnx.
 
     best = the shipped model with the highest emovid.test_accuracy, and on the CPU its int8 copy when one ships
-    (2-3x faster there, and kept only if it lost < 0.5 point of PrivateTest accuracy; GPUs get the float model);
+    (faster there, and kept only if it lost < 0.5 point of PrivateTest accuracy; GPUs get the float model);
     ensemble = mean of every shipped model (at least two). `intra_op_threads`: ONNX Runtime's threads per model on
     the CPU (0: its default, one per core). Raises ModelError (one line, naming the file and what was expected) or
     DeviceError.

@@ -79,8 +79,8 @@ Model = Annotated[str, typer.Option(
          "scratch, mobilenetv2, vgg16, scratch-int8, ensemble (mean of the shipped models) or PATH.onnx.")]
 DeviceOpt = Annotated[Device, typer.Option("--device", help="Execution device (auto: CUDA when it works, else CPU).")]
 DetectorOpt = Annotated[Detector, typer.Option(
-    "--detector", help="Face detector: auto = centerface-int8 on the CPU (1.3-1.6x faster; recall of faces of 32-64 "
-                       "px 0.91 vs 0.92 in float), centerface (float) on a GPU.")]
+    "--detector", help="Face detector: auto = centerface-int8 on the CPU (faster, about as accurate), centerface "
+                       "(float) on a GPU.")]
 MinFace = Annotated[int, typer.Option("--min-face", min=0, max=100_000, metavar="PX",
                                       help="Ignore faces smaller than PX pixels.")]
 DetectSize = Annotated[int, typer.Option(
@@ -96,7 +96,7 @@ ScanEvery = Annotated[float, typer.Option(
     help=f"Search the whole frame for faces every S seconds (default {DEFAULT_SCAN_S:g}: a face that enters is "
          "found within S s, a small one within --full-scan-every); in between, the detector looks only around the "
          "faces it tracks (several times faster). 0: the whole frame at every detection; --every 1 --scan-every 0 "
-         "--classify-every 1 is the exact path (see BENCHMARKS.md for what the defaults change in the timeline).")]
+         "--classify-every 1 is the exact path (docs/performance.md: what the defaults change in the timeline).")]
 FullScanEvery = Annotated[float, typer.Option(
     "--full-scan-every", min=0.0, max=86400.0, callback=_finite, metavar="S",
     help=f"Of those whole-frame searches, look at the detector's full size (--detect-size) every S seconds "
@@ -109,8 +109,7 @@ ClassifyEvery = Annotated[int, typer.Option(
          f"(default {DEFAULT_CLASSIFY_EVERY}: 15 times a second at 29.97 fps). 1: every frame, as the exact path.")]
 Threads = Annotated[int, typer.Option(
     "--threads", min=0, max=256, metavar="N",
-    help="ONNX Runtime threads per model on the CPU, at most 256 (default 0: its own choice, one per core; see "
-         "BENCHMARKS.md for what 1 changes).")]
+    help="ONNX Runtime threads per model on the CPU, at most 256 (default 0: its own choice, one per core).")]
 MaxMegapixels = Annotated[float, typer.Option(
     "--max-megapixels", min=0.01, max=1000.0, callback=_finite, metavar="MP",
     help="Fail videos whose frames are larger (default 36: 8K UHD fits); memory grows with frame size (timeline: "
@@ -215,9 +214,8 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
              worker_gpus: float = 0.0, shard: str | None = None, summary: Path | None = None,
              sample_fps: float | None = None, detect_size: int = 640, max_megapixels: float = 36.0,
              reid_window: float | None = None) -> None:
-    # Before numpy's first import (emovid.pipeline's): numpy's OpenBLAS would start a thread per core that spins
-    # after start-up, 0.15-0.19 s of CPU per run (no wall-clock change measured; BENCHMARKS.md, status); emovid
-    # does no linear algebra.
+    # Before numpy's first import: OpenBLAS's spinning threads would take CPU at start-up, and emovid does no linear
+    # algebra.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import traceback
 
@@ -272,8 +270,7 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
                                 frames=per_frame, overwrite=overwrite, always=csv is not None)
         check_output_collisions(paths, outputs)
         # The models load in a thread (ONNX Runtime builds its sessions without the GIL) while this one imports
-        # the console, video and drawing modules (with the quick exit of main(): 0.87 -> 0.67 s of fixed cost per
-        # run; BENCHMARKS.md, status).
+        # the console, video and drawing modules, so a short run waits for neither alone.
         loading = (ModelsLoading(options) if cluster is None and any(outputs.needs_work(p, options) for p in paths)
                    else None)
         from emovid.progress import ConsoleReporter, stderr_console
@@ -460,7 +457,7 @@ def main() -> None:
 
 def _exit(code: int | str | None) -> None:
     """Flush stdout and stderr and end the process without the interpreter's teardown (freeing numpy's, OpenCV's,
-    PyAV's and ONNX Runtime's modules and sessions took about 0.07 s of every run; BENCHMARKS.md, status). Every
+    PyAV's and ONNX Runtime's modules and sessions is a fixed cost of every run). Every
     output is complete by then: written to a temporary file, closed and renamed. The normal exit after the training
     commands (TensorFlow imported), while some other thread still runs, or for a message as exit code."""
     import contextlib

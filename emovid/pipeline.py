@@ -209,7 +209,7 @@ class ModelsLoading:
     the Models, or raises what loading raised (ModelError, DeviceError...).
 
     ONNX Runtime builds its sessions without holding the GIL, so the CLI starts this first and imports the video,
-    drawing and console modules and checks the inputs meanwhile (BENCHMARKS.md, status). A daemon thread, so an
+    drawing and console modules and checks the inputs meanwhile. A daemon thread, so an
     interrupted or failed run does not wait for the models it will never use."""
 
     def __init__(self, options: AnalysisOptions):
@@ -605,7 +605,7 @@ def process_video(path: Path | str, options: AnalysisOptions = AnalysisOptions()
             frames = stack.enter_context(Prefetch(frames, maxsize=depth, name="emovid-decode"))
             if encode is not None:
                 # Only the encoder in its thread: libx264 sets the pace, and drawing there too kept its frame threads
-                # waiting for the next frame (drawing here: 1.15x in process; BENCHMARKS.md, status).
+                # waiting for the next frame.
                 writer = stack.enter_context(BackgroundWriter(encode, maxsize=depth, name="emovid-encode"))
                 encode = writer.submit
         stream = analyse_frames(frames, models, options, keep_images=sink is not None)

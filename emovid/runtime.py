@@ -85,7 +85,7 @@ def session_options(intra_op_threads: int = 0, spinning: bool = False):
 
     `spinning=False` (emovid's default) stops idle intra-op threads from busy-waiting for the next run: the
     pipeline decodes and encodes in other threads between two inference calls, and spinning threads took
-    their cores (measured in BENCHMARKS.md: CenterFace on 2 busy cores, 1.6-1.9x less CPU per frame).
+    their cores.
     """
     ort = _ort()
     options = ort.SessionOptions()

@@ -22,7 +22,7 @@
   (emovid.track.suppress_nested), so no two tracks follow one face.
 
 This is how trackers of the MediaPipe kind run a detector on video: look everywhere rarely, look where the faces
-are often. The detector is most of a frame's cost; BENCHMARKS.md measures what this schedule changes in the
+are often. The detector is most of a frame's cost; docs/performance.md measures what this schedule changes in the
 timeline against the exact path.
 """
 

@@ -158,8 +158,8 @@ _LIMITED_OR_UNSPECIFIED = (0, 1)  # AVColorRange: unspecified, MPEG (16-235)
 
 def to_bgr(frame) -> np.ndarray:
     """A decoded PyAV frame as BGR uint8 [H,W,3]. The common case (8-bit 4:2:0, BT.601 or unspecified matrix,
-    limited range, even size) is converted by OpenCV, 3.6x faster than swscale at 640x360 and the same
-    conversion (BT.601, limited range) within rounding; everything else goes through swscale."""
+    limited range, even size) is converted by OpenCV, faster than swscale and the same conversion (BT.601, limited
+    range) within rounding; everything else goes through swscale."""
     if (frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0
             and getattr(frame, "colorspace", None) in _BT601_OR_UNSPECIFIED
             and getattr(frame, "color_range", None) in _LIMITED_OR_UNSPECIFIED):
@@ -480,7 +480,7 @@ class VideoSink:
         self._last_pts = pts
         import cv2
 
-        # OpenCV's BGR -> I420 (BT.601, limited range): 2.3-2.9x faster than swscale's (which libx264's bgr24 input
+        # OpenCV's BGR -> I420 (BT.601, limited range): faster than swscale's (which libx264's bgr24 input
         # would go through) and equal to it within one code value on real frames; the stream is tagged to match
         frame = _yuv420p_frame(cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGR2YUV_I420), self.coded_wh)
         frame.pts = pts

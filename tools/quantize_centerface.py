@@ -12,8 +12,8 @@
   emotion model lost 0.64 points of accuracy on AVX2 with 8-bit weights, none with 7; training/quantize.py).
 - The first EXCLUDED_CONVS convolutions stay float: quantising them too lost faces of 32-64 px (recall 0.91 ->
   0.81 on benchmarks/detector.py's generated frames, 8-bit weights on a VNNI CPU); keeping more of them float did
-  not raise the 7-bit copy's recall (5 or 8: 0.91). The int8 copy is about 1.9x faster than the float model on an
-  AVX-512 VNNI CPU and 1.3-1.6x on an AVX2 one (BENCHMARKS.md).
+  not raise the 7-bit copy's recall (5 or 8: 0.91). The int8 copy is faster than the float model, more so on CPUs
+  with AVX-512 VNNI (docs/performance.md).
 - The graph is upgraded from opset 9 to 13 first (per-channel QDQ needs it); nodes get stable names.
 - metadata_props: the float file's, plus what was quantised and how.
 

@@ -35,7 +35,7 @@ class TrainConfig:
     ferplus_index: str | None = None
     weights: str | None = None  # transfer models: imagenet | none | PATH
     init_from: str | None = None  # warm start: all weights from a previous run of the same arch (best.weights.h5)
-    precision: str = "mixed_bfloat16"  # 2x faster on CPUs with AVX512-BF16; float32 elsewhere
+    precision: str = "mixed_bfloat16"  # for CPUs with AVX512-BF16; float32 is faster elsewhere
     augment: str = "standard"  # standard | video (see AUGMENTATIONS)
     seed: int = 1234
     limit: int | None = None  # use the first N training rows (tests, smoke runs)
