@@ -127,6 +127,7 @@ PerFrame = Annotated[bool, typer.Option(
 Overwrite = Annotated[bool, typer.Option(
     "--overwrite", help="Redo videos whose outputs already exist, and replace output files emovid did not write.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks of failures.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only failures: no progress, no summary.")]
 Ray = Annotated[str | None, typer.Option(
     "--ray", metavar="local|auto|HOST:PORT",
     help="Spread the videos over Ray workers: local starts Ray on this machine, auto or HOST:PORT joins a cluster "
@@ -213,7 +214,7 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
              csv: str | None = None, ray: str | None = None, workers: int = 2, worker_cpus: float = 1.0,
              worker_gpus: float = 0.0, shard: str | None = None, summary: Path | None = None,
              sample_fps: float | None = None, detect_size: int = 640, max_megapixels: float = 36.0,
-             reid_window: float | None = None) -> None:
+             reid_window: float | None = None, quiet: bool = False) -> None:
     # Before numpy's first import: OpenBLAS's spinning threads would take CPU at start-up, and emovid does no linear
     # algebra.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -282,14 +283,16 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
         console = stderr_console()
         if cluster is not None:
             from emovid.cluster import run_on_ray
-            from emovid.progress import BatchProgress
+            from emovid.progress import BatchProgress, QuietProgress
 
-            with BatchProgress(console, len(paths)) as progress:
+            with (QuietProgress() if quiet else BatchProgress(console, len(paths))) as progress:
                 for result in unmatched:
                     progress.video_finished(result)
                 results = unmatched + run_on_ray(paths, options, outputs, cluster, on_result=progress.video_finished)
         else:
-            with ConsoleReporter(console) as reporter:
+            from emovid.progress import QuietReporter
+
+            with (QuietReporter() if quiet else ConsoleReporter(console)) as reporter:
                 for result in unmatched:
                     reporter.video_finished(result)
                 results = unmatched + run_batch(paths, options, outputs, reporter=reporter, models=loading)
@@ -325,7 +328,9 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
                 typer.echo(f"error: {printable(str(exc))}", err=True)
                 raise typer.Exit(1) from None
 
-    from emovid.progress import failure_line, summary_records, summary_table
+    from rich.text import Text
+
+    from emovid.progress import failure_line, summary_lines, summary_records, summary_table
 
     if summary is not None:
         import json
@@ -335,11 +340,17 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
         except OutputError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
-    console.print(summary_table(results))
+    if quiet:
+        pass
+    elif console.is_terminal:
+        console.print(summary_table(results))
+    else:  # logs: one plain line per video, not a table wrapped at 80 columns
+        for line in summary_lines(results):
+            console.print(Text(line), soft_wrap=True)
     where = f"in {printable(str(out))}" if out is not None else "beside each input"
-    if any(r.status == "done" for r in results) and (csv is None or out is not None):
+    if not quiet and any(r.status == "done" for r in results) and (csv is None or out is not None):
         console.print(f"outputs are {where}", highlight=False, markup=False)
-    if csv_path is not None:
+    if csv_path is not None and not quiet:
         console.print(f"timeline CSV of {len(done)} video(s): {printable(str(csv_path))}", highlight=False,
                       markup=False)
     if csv_kept is not None:
@@ -380,6 +391,7 @@ def annotate(
     worker_gpus: WorkerGpus = 0.0,
     shard: Shard = None,
     summary: Summary = None,
+    quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
     """Write <stem>.annotated.mp4 (boxes, track ids, emotions; audio kept) plus the timeline CSV and PNG."""
@@ -388,7 +400,7 @@ def annotate(
          overwrite=overwrite, debug=debug, threads=threads, framing=framing,
          video=True, ray=ray, workers=workers, worker_cpus=worker_cpus, worker_gpus=worker_gpus, shard=shard,
          summary=summary, detect_size=detect_size, max_megapixels=max_megapixels,
-         reid_window=reid_window)
+         reid_window=reid_window, quiet=quiet)
 
 
 @app.command()
@@ -425,6 +437,7 @@ def timeline(
     worker_gpus: WorkerGpus = 0.0,
     shard: Shard = None,
     summary: Summary = None,
+    quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
     """Write <stem>.timeline.csv (mean emotion probabilities per person per second) and <stem>.timeline.png,
@@ -434,7 +447,7 @@ def timeline(
          overwrite=overwrite, debug=debug, threads=threads, framing=framing,
          video=False, csv=csv, ray=ray, workers=workers, worker_cpus=worker_cpus, worker_gpus=worker_gpus,
          shard=shard, summary=summary, sample_fps=sample_fps, detect_size=detect_size, max_megapixels=max_megapixels,
-         reid_window=reid_window)
+         reid_window=reid_window, quiet=quiet)
 
 
 try:

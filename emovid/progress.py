@@ -116,6 +116,40 @@ class BatchProgress:
                                          soft_wrap=True)
 
 
+class QuietReporter:
+    """A BatchReporter that shows nothing (--quiet: the CLI prints the failures at the end)."""
+
+    def __enter__(self) -> QuietReporter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def models_loaded(self, models: Models) -> None:
+        pass
+
+    def video_started(self, path: Path) -> None:
+        return None
+
+    def video_finished(self, result: VideoResult) -> None:
+        pass
+
+
+QuietProgress = QuietReporter  # the same nothing for batches on Ray
+
+
+def summary_lines(results: list[VideoResult]) -> list[str]:
+    """The summary as plain lines, one per video (for logs, where a table would wrap mid-word)."""
+    lines = ["emovid summary"]
+    for r in results:
+        detail = reason(r) if r.status == "failed" else ", ".join(p.name for p in r.outputs) or "-"
+        people = f"people {r.tracks}" if r.status == "done" else "people -"
+        speed = f"{r.fps:.1f} fps" if r.fps else "- fps"
+        node = f"  node {r.node}" if r.node else ""
+        lines.append(printable(f"{r.status:<7} {r.path}  {_duration(r.duration_s)}  {people}  {speed}  {detail}{node}"))
+    return lines
+
+
 def summary_records(results: list[VideoResult]) -> list[dict]:
     """One JSON-ready record per video, for --summary (what a batch is analysed from afterwards)."""
     return [{"video": str(r.path), "status": r.status, "reason": reason(r) if r.status == "failed" else None,

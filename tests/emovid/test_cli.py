@@ -416,3 +416,22 @@ def test_the_returning_person_gets_their_id_back_with_re_identification(face_vid
     assert result.exit_code == 0, result.output
     ids = {r["track_id"] for r in read_rows(tmp_path / "out" / "back.timeline.csv") if r["track_id"]}
     assert ids == {"1"}
+
+
+def test_quiet_prints_only_failures(tmp_path, videos, loaded):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    result = invoke("timeline", videos / "a.mp4", bad, "--out", tmp_path / "out", "--quiet")
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines and all("bad.mp4" in line or "failed" in line for line in lines), lines
+    assert "emovid summary" not in result.stderr and "ONNX Runtime" not in result.stderr
+    assert (tmp_path / "out" / "a.timeline.csv").is_file()
+
+
+def test_the_summary_is_one_plain_line_per_video_when_stderr_is_not_a_terminal(tmp_path, videos, loaded):
+    result = invoke("timeline", videos / "a.mp4", "--out", tmp_path / "out")
+    assert result.exit_code == 0
+    summary = result.stderr[result.stderr.index("emovid summary"):].splitlines()
+    assert summary[1].startswith("done    ") and "a.mp4" in summary[1] and "a.timeline.csv" in summary[1]
+    assert not any(ch in result.stderr for ch in "┃│┏")  # no table borders in logs
