@@ -394,7 +394,16 @@ def annotate(
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
-    """Write <stem>.annotated.mp4 (boxes, track ids, emotions; audio kept) plus the timeline CSV and PNG."""
+    """Write <stem>.annotated.mp4 (boxes, track ids, emotions; audio kept) plus the timeline CSV and PNG.
+
+    Examples:
+
+    emovid annotate talk.mp4 --out results/
+
+    emovid annotate 'talks/**/*.mp4' --out results/ --quiet
+
+    emovid annotate talks/ --out results/ --ray local --workers 2
+    """
     _run(videos, out=out, model=model, device=device, detector=detector, min_face=min_face, every=every,
          scan_every=scan_every, full_scan_every=full_scan_every, classify_every=classify_every, per_frame=per_frame,
          overwrite=overwrite, debug=debug, threads=threads, framing=framing,
@@ -441,7 +450,16 @@ def timeline(
     debug: Debug = False,
 ) -> None:
     """Write <stem>.timeline.csv (mean emotion probabilities per person per second) and <stem>.timeline.png,
-    without rendering video."""
+    without rendering video.
+
+    Examples:
+
+    emovid timeline talk.mp4 --csv -
+
+    emovid timeline talks/ --out results/ --sample-fps 5
+
+    emovid timeline talks/ --out results/ --shard 2/8 --summary results/summary-2.json
+    """
     _run(videos, out=out, model=model, device=device, detector=detector, min_face=min_face, every=every,
          scan_every=scan_every, full_scan_every=full_scan_every, classify_every=classify_every, per_frame=per_frame,
          overwrite=overwrite, debug=debug, threads=threads, framing=framing,

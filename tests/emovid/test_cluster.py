@@ -167,3 +167,13 @@ def test_ctrl_c_cancels_the_cluster_work_and_leaves_no_temporaries(batch, tmp_pa
     assert process.returncode == 130, stderr.decode()
     assert "interrupted" in stderr.decode()
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_without_ray_the_option_names_the_install_command(tmp_path, monkeypatch):
+    import sys
+
+    video = media.make_face_video(tmp_path / "v.mp4", duration_s=0.2).path
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    result = CliRunner().invoke(app, ["timeline", str(video), "--out", str(tmp_path / "out"), "--ray", "local"])
+    assert result.exit_code == 2
+    assert "pip install 'emovid[ray]'" in result.output and "Traceback" not in result.output
