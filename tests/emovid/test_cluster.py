@@ -105,29 +105,33 @@ def _worker_pids() -> list[int]:
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker through /proc")
 def test_a_worker_killed_mid_video_is_replaced_and_its_video_redone(tmp_path):
-    """A video long enough (about 10 s of work) that the kill lands while the worker writes it."""
+    """A video long enough (about 10 s of work) that the kill lands while the worker writes it. Ray runs in the
+    main thread, as in the CLI (starting Ray from another thread can hang); a daemon thread does the killing."""
     long_video = [media.write_frames(tmp_path / "long.mp4", media.carphone_frames() * 15, fps=25)]
     single = tmp_path / "single"
     assert [r.status for r in run_batch(long_video, OPTIONS, OutputOptions(out_dir=single, png=False))] == ["done"]
     out = tmp_path / "out"
-    results: list = []
-    runner = threading.Thread(target=lambda: results.extend(
-        run_on_ray(long_video, OPTIONS, OutputOptions(out_dir=out, png=False, video=True),
-                   ClusterOptions(workers=1))))
-    runner.start()
-    killed = None
-    deadline = time.monotonic() + 120
-    while killed is None and time.monotonic() < deadline and runner.is_alive():
-        pids = _worker_pids()
-        if pids and list(out.glob(".*tmp*")):  # the worker is writing its annotated video: mid-video
-            killed = pids[0]
-            os.kill(killed, signal.SIGKILL)
-        time.sleep(0.05)
-    runner.join(timeout=300)
+    killed: list[int] = []
+    stop = threading.Event()
+
+    def kill_the_worker_mid_video() -> None:
+        while not stop.is_set():
+            pids = _worker_pids()
+            if pids and list(out.glob(".*tmp*")):  # the worker is writing its annotated video: mid-video
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+                return
+            time.sleep(0.05)
+
+    threading.Thread(target=kill_the_worker_mid_video, daemon=True).start()
+    try:
+        results = run_on_ray(long_video, OPTIONS, OutputOptions(out_dir=out, png=False, video=True),
+                             ClusterOptions(workers=1))
+    finally:
+        stop.set()
     assert [r.status for r in results] == ["done"]
     assert csv_bytes(out) == csv_bytes(single)
-    if killed is None:  # some environments do not show Ray's worker title in /proc
-        pytest.skip("the Ray worker process could not be found to kill it")
+    assert killed, "the Ray worker process was not found in /proc while it wrote the video"
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporaries left
 
 
