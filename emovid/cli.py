@@ -40,6 +40,12 @@ class Framing(StrEnum):
     box = "box"
 
 
+class TableFormat(StrEnum):
+    csv = "csv"
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
 class Detector(StrEnum):
     auto = "auto"
     centerface = "centerface"
@@ -123,7 +129,10 @@ ReidWindow = Annotated[float | None, typer.Option(
          "recognised by face (dlib's face embedding: pip install 'emovid[reid]'). Default: 60 when that is "
          "installed, else off. 0: off (a returning face gets a new id).")]
 PerFrame = Annotated[bool, typer.Option(
-    "--per-frame", help="Also write <stem>.frames.csv (one row per face per analysed frame).")]
+    "--per-frame", help="Also write <stem>.frames.<format> (one row per face per analysed frame).")]
+FormatOpt = Annotated[TableFormat, typer.Option(
+    "--format", help="File format of the timeline and per-frame tables (parquet needs pip install "
+                     "'emovid[parquet]').")]
 Overwrite = Annotated[bool, typer.Option(
     "--overwrite", help="Redo videos whose outputs already exist, and replace output files emovid did not write.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks of failures.")]
@@ -142,7 +151,8 @@ Shard = Annotated[str | None, typer.Option(
                                    "cover every video once).")]
 Summary = Annotated[Path | None, typer.Option(
     "--summary", dir_okay=False, metavar="PATH",
-    help="Also write one JSON record per video (status, reason, duration, frames, people, speed, node, outputs).")]
+    help="Also write one JSON record per video (status, reason, duration, frames, people, speed, node, outputs); "
+         "a PATH ending in .jsonl gets one record per line.")]
 
 
 def _logging(debug: bool) -> None:
@@ -214,7 +224,8 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
              csv: str | None = None, ray: str | None = None, workers: int = 2, worker_cpus: float = 1.0,
              worker_gpus: float = 0.0, shard: str | None = None, summary: Path | None = None,
              sample_fps: float | None = None, detect_size: int = 640, max_megapixels: float = 36.0,
-             reid_window: float | None = None, quiet: bool = False) -> None:
+             reid_window: float | None = None, quiet: bool = False,
+             table_format: TableFormat = TableFormat.csv) -> None:
     # Before numpy's first import: OpenBLAS's spinning threads would take CPU at start-up, and emovid does no linear
     # algebra.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -257,6 +268,11 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
         if csv == "-" and len(paths) != 1:
             raise typer.BadParameter(f"'-' (stdout) needs exactly one input video, got {len(paths)}",
                                      param_hint="--csv")
+        if csv is not None and table_format != TableFormat.csv:
+            raise typer.BadParameter("--csv writes CSV; use --out for other formats", param_hint="--format")
+        from emovid.tables import check_format
+
+        check_format(table_format.value)  # parquet without pyarrow fails here, before any analysis
         if csv not in (None, "-"):
             prepare_dir(Path(csv).parent)  # fail before the analysis, not after it
         options = AnalysisOptions(model=model, device=device.value, detector=detector.value, min_face_px=min_face,
@@ -268,7 +284,8 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
         # --csv collects every input's rows into one file, so every input is analysed (no skipping); the PNGs are
         # written only where outputs were asked for (--out), not beside the inputs.
         outputs = OutputOptions(out_dir=out, video=video, csv=csv is None, png=csv is None or out is not None,
-                                frames=per_frame, overwrite=overwrite, always=csv is not None)
+                                frames=per_frame, overwrite=overwrite, always=csv is not None,
+                                table_format=table_format.value)
         check_output_collisions(paths, outputs)
         # The models load in a thread (ONNX Runtime builds its sessions without the GIL) while this one imports
         # the console, video and drawing modules, so a short run waits for neither alone.
@@ -336,7 +353,12 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
         import json
 
         try:
-            write_atomic(summary, json.dumps(summary_records(results), indent=1) + "\n")
+            records = summary_records(results)
+            if summary.suffix.lower() == ".jsonl":
+                text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+            else:
+                text = json.dumps(records, indent=1) + "\n"
+            write_atomic(summary, text)
         except OutputError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
@@ -384,6 +406,7 @@ def annotate(
     max_megapixels: MaxMegapixels = 36.0,
     reid_window: ReidWindow = None,
     per_frame: PerFrame = False,
+    table_format: FormatOpt = TableFormat.csv,
     overwrite: Overwrite = False,
     ray: Ray = None,
     workers: Workers = 2,
@@ -409,7 +432,7 @@ def annotate(
          overwrite=overwrite, debug=debug, threads=threads, framing=framing,
          video=True, ray=ray, workers=workers, worker_cpus=worker_cpus, worker_gpus=worker_gpus, shard=shard,
          summary=summary, detect_size=detect_size, max_megapixels=max_megapixels,
-         reid_window=reid_window, quiet=quiet)
+         reid_window=reid_window, quiet=quiet, table_format=table_format)
 
 
 @app.command()
@@ -439,6 +462,7 @@ def timeline(
     max_megapixels: MaxMegapixels = 36.0,
     reid_window: ReidWindow = None,
     per_frame: PerFrame = False,
+    table_format: FormatOpt = TableFormat.csv,
     overwrite: Overwrite = False,
     ray: Ray = None,
     workers: Workers = 2,
@@ -465,7 +489,7 @@ def timeline(
          overwrite=overwrite, debug=debug, threads=threads, framing=framing,
          video=False, csv=csv, ray=ray, workers=workers, worker_cpus=worker_cpus, worker_gpus=worker_gpus,
          shard=shard, summary=summary, sample_fps=sample_fps, detect_size=detect_size, max_megapixels=max_megapixels,
-         reid_window=reid_window, quiet=quiet)
+         reid_window=reid_window, quiet=quiet, table_format=table_format)
 
 
 try:

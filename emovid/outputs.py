@@ -30,6 +30,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from emovid.errors import OutputError
+from emovid.tables import FORMATS as TABLE_FORMATS
 
 try:
     import fcntl
@@ -54,7 +55,7 @@ class OutputPaths:
     """Where one video's outputs go; None for an output that is not wanted. `manifest` is the record of them."""
 
     video: Path | None = None
-    csv: Path | None = None
+    csv: Path | None = None  # the timeline table, in whichever format
     png: Path | None = None
     frames: Path | None = None
     manifest: Path | None = None
@@ -78,14 +79,20 @@ def _is_file(path: Path) -> bool:
 
 
 def output_paths(video_path: Path, out_dir: Path | None = None, *, video: bool = False, csv: bool = True,
-                 png: bool = True, frames: bool = False) -> OutputPaths:
-    """Outputs named after the input's stem, in `out_dir` (None: beside the input)."""
+                 png: bool = True, frames: bool = False, table_format: str = "csv") -> OutputPaths:
+    """Outputs named after the input's stem, in `out_dir` (None: beside the input); the timeline and per-frame
+    tables end in `.<table_format>`."""
+    if table_format not in TABLE_FORMATS:
+        raise ValueError(f"table_format must be one of {TABLE_FORMATS}, got {table_format!r}")
     video_path = Path(video_path)
     folder = Path(out_dir) if out_dir is not None else video_path.parent
     stem = video_path.stem
 
     def path(kind: str, wanted: bool) -> Path | None:
-        return folder / f"{stem}{SUFFIXES[kind]}" if wanted else None
+        suffix = SUFFIXES[kind]
+        if kind in ("csv", "frames"):
+            suffix = suffix.removesuffix(".csv") + "." + table_format
+        return folder / f"{stem}{suffix}" if wanted else None
 
     wanted = video or csv or png or frames
     return OutputPaths(video=path("video", video), csv=path("csv", csv), png=path("png", png),
@@ -94,8 +101,9 @@ def output_paths(video_path: Path, out_dir: Path | None = None, *, video: bool =
 
 def is_output_name(name: str) -> bool:
     """True for names emovid writes (so a folder scan does not take an annotated video for an input)."""
+    tables = tuple(f"{kind}.{fmt}" for kind in (".timeline", ".frames") for fmt in TABLE_FORMATS)
     return (name.startswith(".") and TEMP_MARK in name or name.endswith(MANIFEST_SUFFIX)
-            or any(name.endswith(s) for s in SUFFIXES.values()))
+            or any(name.endswith(s) for s in (*SUFFIXES.values(), *tables)))
 
 
 def _reason(exc: OSError) -> str:

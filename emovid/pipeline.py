@@ -36,7 +36,6 @@ from emovid.outputs import (
     is_output_name,
     manifest_text,
     matching_outputs,
-    output_error,
     output_paths,
     prepare_dir,
 )
@@ -146,15 +145,16 @@ class OutputOptions:
 
     out_dir: Path | None = None  # None: beside each input
     video: bool = False  # <stem>.annotated.mp4
-    csv: bool = True  # <stem>.timeline.csv
+    csv: bool = True  # <stem>.timeline.<table_format>
     png: bool = True  # <stem>.timeline.png
-    frames: bool = False  # <stem>.frames.csv
+    frames: bool = False  # <stem>.frames.<table_format>
+    table_format: str = "csv"  # csv, jsonl or parquet (emovid.tables)
     overwrite: bool = False  # False: skip a video whose outputs match their record; never replace others' files
     always: bool = False  # analyse every video even when its outputs match (--csv collects every input's rows)
 
     def paths_for(self, video_path: Path) -> OutputPaths:
         return output_paths(video_path, self.out_dir, video=self.video, csv=self.csv, png=self.png,
-                            frames=self.frames)
+                            frames=self.frames, table_format=self.table_format)
 
     def needs_work(self, video_path: Path, options: AnalysisOptions | None = None) -> bool:
         """False when the video would be skipped: every wanted output is on disk as emovid recorded it for this
@@ -550,7 +550,8 @@ def process_video(path: Path | str, options: AnalysisOptions = AnalysisOptions()
     that returns NaN...).
     """
     from emovid.annotate import annotate
-    from emovid.timeline import TimelineBuilder, frame_rows, render_png
+    from emovid.tables import open_table
+    from emovid.timeline import FRAME_TABLE, TIMELINE_TABLE, TimelineBuilder, frame_values, render_png
     from emovid.video import VideoSink, probe, read_frames
 
     path = Path(path)
@@ -584,15 +585,11 @@ def process_video(path: Path | str, options: AnalysisOptions = AnalysisOptions()
         if paths.video is not None:
             temp_video = staged.temp(paths.video)
             sink = stack.enter_context(VideoSink(temp_video, info, audio_from=path if info.has_audio else None))
-        frames_file = None
+        frames_table = None
+        frames_closing = stack.enter_context(ExitStack())  # closed before the commit, or with the rest on a failure
         if paths.frames is not None:
-            import csv
-
-            from emovid.timeline import FRAME_COLUMNS
-
-            frames_handle = stack.enter_context(staged.text(paths.frames))
-            frames_file = csv.writer(frames_handle, lineterminator="\n")
-            frames_file.writerow(FRAME_COLUMNS)
+            frames_table = frames_closing.enter_context(open_table(staged, paths.frames, FRAME_TABLE,
+                                                                   outputs.table_format))
         frames = read_frames(path, info)
         encode = writer = None
         if sink is not None:
@@ -620,11 +617,8 @@ def process_video(path: Path | str, options: AnalysisOptions = AnalysisOptions()
                 analysed += 1
                 builder.add(item.faces)
                 tracks.update(int(t) for t in item.faces.faces.track_id if t >= 0)
-                if frames_file is not None:
-                    try:
-                        frames_file.writerows(frame_rows(item.faces))
-                    except OSError as exc:  # e.g. the disk is full
-                        raise output_error(paths.frames, exc) from None
+                if frames_table is not None:
+                    frames_table.write(frame_values(item.faces))
                 if on_frame is not None:
                     on_frame(item.faces)
             if encode is not None:
@@ -639,15 +633,11 @@ def process_video(path: Path | str, options: AnalysisOptions = AnalysisOptions()
             writer.close()  # the frames still queued for encoding
         if sink is not None:
             sink.close()
-        if frames_file is not None:
-            try:
-                frames_handle.close()
-            except OSError as exc:
-                raise output_error(paths.frames, exc) from None
+        frames_closing.close()  # the per-frame table is complete
         timeline = builder.build()
         if paths.csv is not None:
-            with staged.text(paths.csv) as handle:
-                timeline.write_csv(handle)
+            with open_table(staged, paths.csv, TIMELINE_TABLE, outputs.table_format) as table:
+                table.write(row.values() for row in timeline.rows)
         if paths.png is not None:
             staged.write(paths.png, render_png(timeline))
         if paths.paths():

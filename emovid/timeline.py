@@ -12,7 +12,6 @@ cells that a spreadsheet would take for a formula (starting with = + - @, tab or
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 from collections.abc import Iterable
@@ -22,22 +21,27 @@ import numpy as np
 
 from emovid import EMOTIONS
 from emovid.faces import FrameFaces
+from emovid.tables import Column, csv_cells, csv_text, write_csv_rows
 
-COLUMNS: tuple[str, ...] = ("video", "track_id", "second", "start_s", "end_s", "frames", *EMOTIONS, "dominant",
-                            "input_id")
-FRAME_COLUMNS: tuple[str, ...] = ("frame", "timestamp_s", "track_id", "x1", "y1", "x2", "y2", "confidence",
-                                  *EMOTIONS)
 PROB_DECIMALS = 4
 TIME_DECIMALS = 3
+TIMELINE_TABLE: tuple[Column, ...] = (
+    Column("video", "str"), Column("track_id", "int"), Column("second", "int"),
+    Column("start_s", "float", TIME_DECIMALS), Column("end_s", "float", TIME_DECIMALS), Column("frames", "int"),
+    *(Column(label, "float", PROB_DECIMALS) for label in EMOTIONS), Column("dominant", "str"),
+    Column("input_id", "str"),
+)
+FRAME_TABLE: tuple[Column, ...] = (
+    Column("frame", "int"), Column("timestamp_s", "float", PROB_DECIMALS), Column("track_id", "int"),
+    *(Column(name, "float", 1) for name in ("x1", "y1", "x2", "y2")), Column("confidence", "float", PROB_DECIMALS),
+    *(Column(label, "float", PROB_DECIMALS) for label in EMOTIONS),
+)
+COLUMNS: tuple[str, ...] = tuple(c.name for c in TIMELINE_TABLE)
+FRAME_COLUMNS: tuple[str, ...] = tuple(c.name for c in FRAME_TABLE)
 _EPS_S = 1e-6  # timestamps like 25 * 0.04 land a hair below the second they belong to
 _HOLD_S = 1.0  # how long a frame is taken as shown when the frame period is unknown
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def csv_text_cell(text: str) -> str:
-    """A text cell that a spreadsheet shows as text: a leading single quote before = + - @, tab or CR (OWASP's
-    advice against CSV injection)."""
-    return "'" + text if text.startswith(_FORMULA_START) else text
 EMOTION_COLORS = {  # colours of the plot, one per emotion
     "angry": "#d62728", "disgust": "#8c8c00", "fear": "#9467bd", "happy": "#f2c12e", "sad": "#1f77b4",
     "surprise": "#ff7f0e", "neutral": "#a0a0a0",
@@ -68,29 +72,15 @@ class TimelineRow:
     def dominant(self) -> str | None:
         return None if self.probs is None else EMOTIONS[int(np.argmax(self.probs))]
 
+    def values(self) -> tuple:
+        """The row's typed values in TIMELINE_TABLE order (None where a cell is empty)."""
+        probs = self.probs if self.probs is not None else (None,) * len(EMOTIONS)
+        return (self.video, self.track_id, self.second, self.start_s, self.end_s, self.frames, *probs, self.dominant,
+                self.input_id)
+
     def cells(self) -> list[str]:
         """The CSV cells, formatted deterministically."""
-        probs = [f"{p:.{PROB_DECIMALS}f}" for p in self.probs] if self.probs is not None else [""] * len(EMOTIONS)
-        return [csv_text_cell(self.video), "" if self.track_id is None else str(self.track_id), str(self.second),
-                f"{self.start_s:.{TIME_DECIMALS}f}", f"{self.end_s:.{TIME_DECIMALS}f}", str(self.frames),
-                *probs, self.dominant or "", csv_text_cell(self.input_id)]
-
-
-def write_rows(handle, header: Iterable[str] | None, rows: Iterable[list[str]]) -> None:
-    """CSV rows ('\n' line ends) to an open text file, one at a time. A row with a CR in a cell (a file name) is
-    written with every cell quoted: the csv module leaves a lone CR unquoted, which readers take for a line end."""
-    minimal = csv.writer(handle, lineterminator="\n")
-    quoted = csv.writer(handle, lineterminator="\n", quoting=csv.QUOTE_ALL)
-    for row in ([header] if header is not None else []):
-        minimal.writerow(row)
-    for row in rows:
-        (quoted if any("\r" in cell for cell in row) else minimal).writerow(row)
-
-
-def _csv_text(header: Iterable[str] | None, rows: Iterable[list[str]]) -> str:
-    buffer = io.StringIO()
-    write_rows(buffer, header, rows)
-    return buffer.getvalue()
+        return csv_cells(TIMELINE_TABLE, self.values())
 
 
 @dataclass(frozen=True)
@@ -106,11 +96,11 @@ class Timeline:
         return tuple(sorted({r.track_id for r in self.rows if r.track_id is not None}))
 
     def to_csv(self, header: bool = True) -> str:
-        return _csv_text(COLUMNS if header else None, (row.cells() for row in self.rows))
+        return csv_text(TIMELINE_TABLE, (row.values() for row in self.rows), header=header)
 
     def write_csv(self, handle, header: bool = True) -> None:
         """The CSV text of to_csv() written row by row to an open text file."""
-        write_rows(handle, COLUMNS if header else None, (row.cells() for row in self.rows))
+        write_csv_rows(handle, COLUMNS if header else None, (row.cells() for row in self.rows))
 
     def to_dataframe(self):
         """A pandas DataFrame with COLUMNS (track_id nullable Int64, probabilities NaN on no-face rows)."""
@@ -139,7 +129,7 @@ def timelines_csv(timelines: Iterable[Timeline], handle=None) -> str | None:
         buffer = io.StringIO()
         timelines_csv(timelines, buffer)
         return buffer.getvalue()
-    write_rows(handle, COLUMNS, [])
+    write_csv_rows(handle, COLUMNS, [])
     for timeline in timelines:
         timeline.write_csv(handle, header=False)
     return None
@@ -239,27 +229,28 @@ class TimelineBuilder:
 # --- per-frame rows ---------------------------------------------------------------------------------------------
 
 
-def frame_rows(frame: FrameFaces) -> list[list[str]]:
-    """CSV cells of one analysed frame for `<stem>.frames.csv`: one row per face, or one row with empty face
-    cells when the frame has none (so every analysed frame appears)."""
-    head = [str(frame.index), f"{frame.timestamp_s:.{PROB_DECIMALS}f}"]
+def frame_values(frame: FrameFaces) -> list[tuple]:
+    """Typed rows (FRAME_TABLE order) of one analysed frame: one per face, or one with empty face values when the
+    frame has none (so every analysed frame appears)."""
+    head = (frame.index, frame.timestamp_s)
     faces = frame.faces
     if len(faces) == 0:
-        return [head + [""] * (len(FRAME_COLUMNS) - 2)]
+        return [head + (None,) * (len(FRAME_TABLE) - 2)]
     rows = []
     for i in range(len(faces)):
-        probs = faces.probs[i]
-        rows.append(head + [
-            "" if faces.track_id[i] < 0 else str(int(faces.track_id[i])),
-            *(f"{float(v):.1f}" for v in faces.xyxy[i]),
-            f"{float(faces.confidence[i]):.{PROB_DECIMALS}f}",
-            *(f"{float(p):.{PROB_DECIMALS}f}" if np.isfinite(p) else "" for p in probs),
-        ])
+        track_id = int(faces.track_id[i])
+        rows.append(head + (None if track_id < 0 else track_id, *(float(v) for v in faces.xyxy[i]),
+                            float(faces.confidence[i]), *(float(p) for p in faces.probs[i])))
     return rows
 
 
+def frame_rows(frame: FrameFaces) -> list[list[str]]:
+    """CSV cells of one analysed frame for `<stem>.frames.csv` (frame_values, formatted)."""
+    return [csv_cells(FRAME_TABLE, row) for row in frame_values(frame)]
+
+
 def frames_csv(frames: Iterable[FrameFaces], header: bool = True) -> str:
-    return _csv_text(FRAME_COLUMNS if header else None, (row for f in frames for row in frame_rows(f)))
+    return csv_text(FRAME_TABLE, (row for f in frames for row in frame_values(f)), header=header)
 
 
 def frames_dataframe(frames: Iterable[FrameFaces]):

@@ -435,3 +435,44 @@ def test_the_summary_is_one_plain_line_per_video_when_stderr_is_not_a_terminal(t
     summary = result.stderr[result.stderr.index("emovid summary"):].splitlines()
     assert summary[1].startswith("done    ") and "a.mp4" in summary[1] and "a.timeline.csv" in summary[1]
     assert not any(ch in result.stderr for ch in "┃│┏")  # no table borders in logs
+
+
+@pytest.mark.parametrize("table_format", ["jsonl", "parquet"])
+def test_the_tables_can_be_json_lines_or_parquet_with_the_csv_s_values(tmp_path, videos, loaded, table_format):
+    import pandas as pd
+
+    result = invoke("timeline", videos / "b.mp4", "--out", tmp_path / "csv", "--per-frame")
+    assert result.exit_code == 0, result.output
+    result = invoke("timeline", videos / "b.mp4", "--out", tmp_path / "other", "--per-frame", "--format", table_format)
+    assert result.exit_code == 0, result.output
+    assert files_in(tmp_path / "other") == sorted(["b.emovid.json", f"b.frames.{table_format}", "b.timeline.png",
+                                                   f"b.timeline.{table_format}"])
+    read = (lambda p: pd.read_json(p, lines=True, precise_float=True)) if table_format == "jsonl" else pd.read_parquet
+    for table in ("timeline", "frames"):
+        expected = pd.read_csv(tmp_path / "csv" / f"b.{table}.csv")
+        got = read(tmp_path / "other" / f"b.{table}.{table_format}")
+        assert list(got.columns) == list(expected.columns)
+        pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    again = invoke("timeline", videos / "b.mp4", "--out", tmp_path / "other", "--per-frame", "--format", table_format)
+    assert "skipped" in again.stderr  # the record lists the files of this format
+
+
+def test_parquet_without_pyarrow_names_the_install_command(tmp_path, videos, loaded, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    result = invoke("timeline", videos / "a.mp4", "--out", tmp_path / "out", "--format", "parquet")
+    assert result.exit_code == 2
+    assert "pip install 'emovid[parquet]'" in result.stderr and not (tmp_path / "out").exists()
+    assert invoke("timeline", videos / "a.mp4", "--csv", tmp_path / "x.csv", "--format", "jsonl").exit_code == 2
+
+
+def test_a_jsonl_summary_has_one_record_per_line(tmp_path, videos, loaded):
+    import json
+
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    summary = tmp_path / "summary.jsonl"
+    result = invoke("timeline", videos / "a.mp4", bad, "--out", tmp_path / "out", "--summary", summary)
+    assert result.exit_code == 1
+    records = [json.loads(line) for line in summary.read_text().splitlines()]
+    assert [(Path(r["video"]).name, r["status"]) for r in records] == [("a.mp4", "done"), ("bad.mp4", "failed")]
+    assert records[0]["outputs"] and records[1]["reason"]

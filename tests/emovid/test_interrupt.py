@@ -19,7 +19,7 @@ from emovid.video import probe
 
 REPO = Path(__file__).resolve().parents[2]
 WAIT_S = 120  # generous upper bounds for a loaded machine; nothing asserts on timing
-LONG_S = 8  # the interrupted video
+LONG_S = 30  # the interrupted video: long enough to be caught mid-way on a fast machine
 
 
 def default_sigint() -> None:
@@ -96,16 +96,16 @@ def test_sigint_mid_video_exits_130_cleanly_and_a_rerun_resumes(tmp_path, clips,
 def test_sigterm_and_sighup_mid_video_exit_cleanly_like_ctrl_c(tmp_path, clips, signum, code):
     short, long, model = clips
     out = tmp_path / "out"
-    args = emovid("timeline", short, long, "--model", model, "--device", "cpu", "--out", out)
+    args = emovid("timeline", short, long, "--per-frame", "--model", model, "--device", "cpu", "--out", out)
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment(),
                             preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + WAIT_S
-        while not (out / "short.emovid.json").exists():  # short.mp4 is done: long.mp4 is being analysed
+        # the long video's per-frame table is open: the short one is done and the long one is being analysed
+        while not any(name.startswith(".long.frames.csv.tmp-") for name in files_in(out)):
             assert proc.poll() is None, f"finished before it could be stopped: {proc.communicate()}"
-            assert time.monotonic() < deadline, "the short video never finished"
+            assert time.monotonic() < deadline, "the long video never started"
             time.sleep(0.02)
-        time.sleep(0.3)  # into the long video
         proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=WAIT_S)
     finally:
@@ -115,7 +115,8 @@ def test_sigterm_and_sighup_mid_video_exit_cleanly_like_ctrl_c(tmp_path, clips, 
     assert proc.returncode == code, stderr
     assert stderr.splitlines()[-1] == f"terminated by {signal.Signals(signum).name} (unfinished outputs removed)"
     assert "Traceback" not in stderr and stdout == ""
-    assert files_in(out) == ["short.emovid.json", "short.timeline.csv", "short.timeline.png"]  # no temporaries
+    assert files_in(out) == ["short.emovid.json", "short.frames.csv", "short.timeline.csv",
+                             "short.timeline.png"]  # no temporaries
 
 
 def test_ctrl_c_before_the_analysis_is_exit_130_too(tmp_path, clips, monkeypatch):
