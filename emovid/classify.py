@@ -18,36 +18,22 @@ import numpy as np
 from emovid import EMOTIONS
 from emovid.crop import CROP_SIZE
 from emovid.errors import ModelError
+from emovid.registry import (  # noqa: F401  (shipped_models_dir, MODEL_CHOICES: re-exported)
+    BEST,
+    ENSEMBLE,
+    INT8_SUFFIX,
+    MODEL_CHOICES,
+    SHIPPED,
+    int8_twin,
+    shipped_models,
+    shipped_models_dir,
+)
 from emovid.runtime import Device, RuntimeInfo, cpu_only, create_session
 
-SHIPPED = ("scratch", "mobilenetv2", "vgg16")
-INT8_SUFFIX = "-int8"  # <name>-int8.onnx: int8 copy of a shipped model (training.quantize; < 0.5 point lost)
-ENSEMBLE = "ensemble"
-BEST = "best"
-MODEL_CHOICES = (BEST, *SHIPPED, ENSEMBLE)
 MAX_BATCH = 64  # faces per ONNX Runtime call (bounds memory for VGG16)
 
 
 # --- model files and metadata -------------------------------------------------------------------------------------
-
-
-def shipped_models_dir() -> Path:
-    """emovid/models inside the installed package."""
-    from importlib.resources import files
-
-    return Path(str(files("emovid") / "models"))
-
-
-def shipped_models(models_dir: Path | None = None) -> dict[str, Path]:
-    """{name: path} of the shipped emotion models present, in SHIPPED order."""
-    folder = models_dir or shipped_models_dir()
-    return {name: folder / f"{name}.onnx" for name in SHIPPED if (folder / f"{name}.onnx").is_file()}
-
-
-def int8_twin(name: str, models_dir: Path | None = None) -> Path | None:
-    """The shipped int8 copy of shipped model `name` (emovid/models/<name>-int8.onnx), or None."""
-    path = (models_dir or shipped_models_dir()) / f"{name}{INT8_SUFFIX}.onnx"
-    return path if path.is_file() else None
 
 
 def _varint(read) -> int | None:

@@ -15,9 +15,17 @@ from typing import Annotated
 
 import typer
 
+from emovid.registry import (
+    ENSEMBLE,
+    INT8_SUFFIX,
+    SHIPPED,
+    is_shipped_name,
+    shipped_models,
+    shipped_models_dir,
+    shipped_path,
+)
+
 INSTALL_HINT = "pip install 'emovid[train]'"
-ARCH_NAMES = ("scratch", "mobilenetv2", "vgg16")
-ENSEMBLE = "ensemble"
 
 
 class Arch(StrEnum):
@@ -40,13 +48,6 @@ class Augment(StrEnum):
 class Precision(StrEnum):
     mixed_bfloat16 = "mixed_bfloat16"
     float32 = "float32"
-
-
-def shipped_models_dir() -> Path:
-    """emovid/models inside the installed package."""
-    from importlib.resources import files
-
-    return Path(str(files("emovid") / "models"))
 
 
 def _echo_error(message: str) -> None:
@@ -182,7 +183,7 @@ def resolve_models(names: list[str] | None, models_dir: Path | None = None) -> t
     `ensemble` alone (or with a single model) means the ensemble of all shipped models.
     """
     models_dir = models_dir or shipped_models_dir()
-    shipped = [(a, models_dir / f"{a}.onnx") for a in ARCH_NAMES if (models_dir / f"{a}.onnx").is_file()]
+    shipped = list(shipped_models(models_dir).items())
     if not names:
         if not shipped:
             raise typer.BadParameter(f"no shipped models in {models_dir}; pass --model PATH.onnx", param_hint="--model")
@@ -192,15 +193,15 @@ def resolve_models(names: list[str] | None, models_dir: Path | None = None) -> t
     for name in names:
         if name == ENSEMBLE:
             ensemble = True
-        elif name in ARCH_NAMES or (name.endswith("-int8") and name[:-5] in ARCH_NAMES):
-            path = models_dir / f"{name}.onnx"
+        elif is_shipped_name(name):
+            path = shipped_path(name, models_dir)
             if not path.is_file():
                 raise typer.BadParameter(f"{name} is not shipped ({path} is missing)", param_hint="--model")
             chosen.append((name, path))
         elif name.endswith(".onnx"):
             chosen.append((Path(name).stem, Path(name)))
         else:
-            raise typer.BadParameter(f"{name!r}: expected {', '.join(ARCH_NAMES)}, <name>-int8, {ENSEMBLE} or a "
+            raise typer.BadParameter(f"{name!r}: expected {', '.join(SHIPPED)}, <name>{INT8_SUFFIX}, {ENSEMBLE} or a "
                                      "PATH.onnx",
                                      param_hint="--model")
     seen: dict[str, int] = {}

@@ -51,7 +51,7 @@ def loaded(monkeypatch, model_path) -> list:
         seen.append(options)
         return Models(detector=FakeDetector(marker_script), classifier=load_classifier(model_path, "cpu"))
 
-    monkeypatch.setattr("emovid.pipeline.load_models", fake_load_models)
+    monkeypatch.setattr("emovid.loading.load_models", fake_load_models)
     return seen
 
 
@@ -271,7 +271,7 @@ def test_the_models_load_in_their_own_thread_while_the_command_starts(tmp_path, 
         threads.append(threading.current_thread().name)
         return Models(detector=FakeDetector(marker_script), classifier=load_classifier(model_path, "cpu"))
 
-    monkeypatch.setattr("emovid.pipeline.load_models", fake_load_models)
+    monkeypatch.setattr("emovid.loading.load_models", fake_load_models)
     result = invoke("annotate", videos, "--out", tmp_path)
     assert result.exit_code == 0, result.output
     assert threads == ["emovid-load-models"]  # once for the batch, not in the main thread
@@ -326,7 +326,7 @@ def test_ctrl_c_exits_130_and_leaves_no_temporaries(tmp_path, videos, monkeypatc
                 raise KeyboardInterrupt
             return super().detect(image_bgr, max_side)
 
-    monkeypatch.setattr("emovid.pipeline.load_models", lambda options: Models(
+    monkeypatch.setattr("emovid.loading.load_models", lambda options: Models(
         detector=Interrupting(marker_script), classifier=load_classifier(model_path, "cpu")))
     result = invoke("annotate", videos / "a.mp4", "--out", tmp_path / "out", "--per-frame", *EXACT)
     assert result.exit_code == 130 and "interrupted" in result.stderr
@@ -339,7 +339,7 @@ def test_an_unavailable_device_is_a_usage_error(tmp_path, monkeypatch):
     def no_gpu(options):
         raise DeviceError("--device cuda: CUDAExecutionProvider could not start on this machine")
 
-    monkeypatch.setattr("emovid.pipeline.load_models", no_gpu)
+    monkeypatch.setattr("emovid.loading.load_models", no_gpu)
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"x")
     result = invoke("annotate", video, "--device", "cuda")
@@ -379,7 +379,7 @@ def test_an_internal_error_is_one_line_unless_debug(tmp_path, monkeypatch):
     def broken(options):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr("emovid.pipeline.load_models", broken)
+    monkeypatch.setattr("emovid.loading.load_models", broken)
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"x")
     result = invoke("timeline", video)

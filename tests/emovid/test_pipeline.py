@@ -21,22 +21,14 @@ from emovid_fakes import (
 from onnx_models import brightness_model
 
 from emovid import EMOTIONS
+from emovid.analysis import Sampler, analyse_frames
 from emovid.annotate import color_for
 from emovid.classify import load_classifier
 from emovid.errors import InputError, ModelError, OutputError
-from emovid.pipeline import (
-    AnalysisOptions,
-    Models,
-    ModelsLoading,
-    OutputOptions,
-    Sampler,
-    analyse_frames,
-    check_output_collisions,
-    collect_inputs,
-    load_models,
-    process_video,
-    run_batch,
-)
+from emovid.inputs import check_output_collisions, collect_inputs
+from emovid.loading import Models, ModelsLoading, load_models
+from emovid.options import AnalysisOptions, OutputOptions
+from emovid.pipeline import process_video, run_batch
 from emovid.video import probe, read_frames
 
 
@@ -407,7 +399,7 @@ def test_a_batch_waits_for_models_loading_in_the_background(tmp_path, clip_25, m
         release.wait(10)  # still loading when run_batch asks for the models
         return models
 
-    monkeypatch.setattr("emovid.pipeline.load_models", slow_load)
+    monkeypatch.setattr("emovid.loading.load_models", slow_load)
     loading = ModelsLoading(AnalysisOptions())
     threading.Timer(0.2, release.set).start()
     reporter = RecordingReporter()
@@ -423,7 +415,7 @@ def test_a_loading_error_stops_the_batch_in_the_caller_unless_every_video_is_ski
     def broken(options):
         raise ModelError("bad.onnx: not a loadable ONNX model (truncated)")
 
-    monkeypatch.setattr("emovid.pipeline.load_models", broken)
+    monkeypatch.setattr("emovid.loading.load_models", broken)
     outputs = OutputOptions(out_dir=tmp_path)
     with pytest.raises(ModelError, match="bad.onnx"):  # not one "failed" video: nothing can run
         run_batch([clip_25], AnalysisOptions(), outputs, models=ModelsLoading(AnalysisOptions()))
