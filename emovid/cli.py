@@ -13,7 +13,6 @@ characters escaped. Everything but `--csv -` data goes to stderr.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from enum import StrEnum
@@ -66,93 +65,87 @@ def _root(
     """Emotion recognition for videos."""
 
 
-def _finite(value: float | None) -> float | None:
-    """Click's ranges let nan and inf through (every comparison with nan is false)."""
-    if value is not None and not math.isfinite(value):
-        raise typer.BadParameter(f"{value} is not a finite number")
-    return value
-
-
 Videos = Annotated[list[str], typer.Argument(
-    metavar="VIDEO", show_default=False,
-    help="Video files, folders (their .mp4 .mov .mkv .avi .webm .m4v files) or globs ('clips/**/*.mp4').")]
+    metavar="VIDEO", show_default=False, help="Video files, folders or globs ('talks/**/*.mp4').")]
 Out = Annotated[Path | None, typer.Option(
-    "--out", "-o", file_okay=False, metavar="DIR",
-    help="Output folder (created if needed). Default: beside each input.")]
+    "--out", "-o", file_okay=False, metavar="DIR", help="Output folder (created if needed; default: beside each "
+                                                        "input).")]
 Model = Annotated[str, typer.Option(
     "--model", "-m", metavar="MODEL",
-    help="Emotion model: best (the shipped model with the highest test accuracy; its int8 copy on the CPU), "
-         "scratch, mobilenetv2, vgg16, scratch-int8, ensemble (mean of the shipped models) or PATH.onnx.")]
-DeviceOpt = Annotated[Device, typer.Option("--device", help="Execution device (auto: CUDA when it works, else CPU).")]
+    help="Emotion model: best, scratch, mobilenetv2, vgg16, <name>-int8, ensemble or PATH.onnx.")]
+DeviceOpt = Annotated[Device, typer.Option(
+    "--device", metavar="DEVICE", help="auto, cpu, cuda or tensorrt (auto: CUDA when it works, else the CPU).")]
 DetectorOpt = Annotated[Detector, typer.Option(
-    "--detector", help="Face detector: auto = centerface-int8 on the CPU (faster, about as accurate), centerface "
-                       "(float) on a GPU.")]
-MinFace = Annotated[int, typer.Option("--min-face", min=0, max=100_000, metavar="PX",
-                                      help="Ignore faces smaller than PX pixels.")]
+    "--detector", metavar="NAME", help="Face detector: auto, centerface or centerface-int8 (auto: int8 on the CPU).")]
+MinFace = Annotated[int, typer.Option("--min-face", metavar="PX", help="Ignore faces smaller than PX pixels.")]
 DetectSize = Annotated[int, typer.Option(
-    "--detect-size", min=32, max=16384, metavar="PX",
-    help="Longer side of the image the face detector sees (frames are shrunk to it). Smaller is faster but "
-         "misses small faces: at 320 a face needs about 32 px in a 640x360 frame.")]
+    "--detect-size", metavar="PX", help="Longer side of the image the detector sees; smaller is faster, finds fewer "
+                                        "small faces.")]
 Every = Annotated[int, typer.Option(
-    "--every", min=1, max=1_000_000, metavar="N",
-    help=f"Run the face detector every N analysed frames; the tracker carries the boxes in between (default "
-         f"{DEFAULT_EVERY}).")]
+    "--every", metavar="N", help="Run the face detector every N analysed frames; the tracker fills in between.")]
 ScanEvery = Annotated[float, typer.Option(
-    "--scan-every", min=0.0, max=86400.0, callback=_finite, metavar="S",
-    help=f"Search the whole frame for faces every S seconds (default {DEFAULT_SCAN_S:g}: a face that enters is "
-         "found within S s, a small one within --full-scan-every); in between, the detector looks only around the "
-         "faces it tracks (several times faster). 0: the whole frame at every detection; --every 1 --scan-every 0 "
-         "--classify-every 1 is the exact path (docs/performance.md: what the defaults change in the timeline).")]
+    "--scan-every", metavar="S", help="Search the whole frame every S seconds, else only around tracked faces (0: "
+                                      "always).")]
 FullScanEvery = Annotated[float, typer.Option(
-    "--full-scan-every", min=0.0, max=86400.0, callback=_finite, metavar="S",
-    help=f"Of those whole-frame searches, look at the detector's full size (--detect-size) every S seconds "
-         f"(default {DEFAULT_FULL_SCAN_S:g}) and at half of it in between (about a third of the time; finds faces at "
-         "least twice the smallest a full search finds, so a small face that enters is found within S s). 0: "
-         "every search at full size.")]
+    "--full-scan-every", metavar="S", help="Make a whole-frame search full size every S seconds, half size between "
+                                           "(0: always full).")]
 ClassifyEvery = Annotated[int, typer.Option(
-    "--classify-every", min=1, max=1_000_000, metavar="N",
-    help=f"Classify each tracked face's emotion every N analysed frames; in between it keeps its last emotion "
-         f"(default {DEFAULT_CLASSIFY_EVERY}: 15 times a second at 29.97 fps). 1: every frame, as the exact path.")]
+    "--classify-every", metavar="N", help="Classify each tracked face every N analysed frames; it keeps its emotion "
+                                          "between.")]
 Threads = Annotated[int, typer.Option(
-    "--threads", min=0, max=256, metavar="N",
-    help="ONNX Runtime threads per model on the CPU, at most 256 (default 0: its own choice, one per core).")]
+    "--threads", metavar="N", help="ONNX Runtime threads per model on the CPU (0: one per core).")]
 MaxMegapixels = Annotated[float, typer.Option(
-    "--max-megapixels", min=0.01, max=1000.0, callback=_finite, metavar="MP",
-    help="Fail videos whose frames are larger (default 36: 8K UHD fits); memory grows with frame size (timeline: "
-         "about 1 GB at 8192x8192, 67 megapixels).")]
+    "--max-megapixels", metavar="MP", help="Fail videos with larger frames (memory grows with frame size).")]
 FramingOpt = Annotated[Framing, typer.Option(
-    "--framing", help="How a face is cut out for the emotion model: aligned (its eyes, nose and mouth moved to where "
-                      "FER2013's faces have them) or box (a square of the detector's box).")]
+    "--framing", metavar="HOW", help="How a face is cut out: aligned (onto FER2013's faces) or box (a square).")]
 ReidWindow = Annotated[float | None, typer.Option(
-    "--reid-window", min=0.0, metavar="S", show_default=False,
-    help="Give a person who comes back within S seconds (after leaving the picture, or after a cut) their id back, "
-         "recognised by face (dlib's face embedding: pip install 'emovid[reid]'). Default: 60 when that is "
-         "installed, else off. 0: off (a returning face gets a new id).")]
+    "--reid-window", metavar="S", show_default=False,
+    help="A person who comes back within S s keeps their id (default 60 with the reid extra; 0: off).")]
 PerFrame = Annotated[bool, typer.Option(
-    "--per-frame", help="Also write <stem>.frames.<format> (one row per face per analysed frame).")]
+    "--per-frame", help="Also write <stem>.frames.<format>: one row per face per analysed frame.")]
 FormatOpt = Annotated[TableFormat, typer.Option(
-    "--format", help="File format of the timeline and per-frame tables (parquet needs pip install "
-                     "'emovid[parquet]').")]
+    "--format", metavar="FORMAT", help="Tables as csv, jsonl or parquet (parquet needs the parquet extra).")]
 Overwrite = Annotated[bool, typer.Option(
-    "--overwrite", help="Redo videos whose outputs already exist, and replace output files emovid did not write.")]
+    "--overwrite", help="Redo finished videos; replace output files emovid did not write.")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks of failures.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only failures: no progress, no summary.")]
 Ray = Annotated[str | None, typer.Option(
-    "--ray", metavar="local|auto|HOST:PORT",
-    help="Spread the videos over Ray workers: local starts Ray on this machine, auto or HOST:PORT joins a cluster "
-         "(needs pip install 'emovid[ray]').")]
-Workers = Annotated[int, typer.Option("--workers", min=1, max=4096, metavar="N", help="With --ray: workers.")]
+    "--ray", metavar="local|auto|HOST:PORT", help="Spread the videos over Ray workers, here (local) or on a cluster.")]
+Workers = Annotated[int, typer.Option("--workers", metavar="N", help="With --ray: workers.")]
 WorkerCpus = Annotated[float, typer.Option(
-    "--worker-cpus", min=0.01, max=1024, metavar="N", help="With --ray: CPUs (and ONNX Runtime threads) per worker.")]
+    "--worker-cpus", metavar="N", help="With --ray: CPUs (and ONNX Runtime threads) per worker.")]
 WorkerGpus = Annotated[float, typer.Option(
-    "--worker-gpus", min=0.0, max=64, metavar="F", help="With --ray: GPUs per worker (0.25: four share a GPU).")]
+    "--worker-gpus", metavar="F", help="With --ray: GPUs per worker (0.25: four share a GPU).")]
 Shard = Annotated[str | None, typer.Option(
-    "--shard", metavar="I/N", help="Process only the I-th of N slices of the input list (job arrays; the N slices "
-                                   "cover every video once).")]
+    "--shard", metavar="I/N", help="Process only the I-th of N slices of the inputs (job arrays).")]
 Summary = Annotated[Path | None, typer.Option(
-    "--summary", dir_okay=False, metavar="PATH",
-    help="Also write one JSON record per video (status, reason, duration, frames, people, speed, node, outputs); "
-         "a PATH ending in .jsonl gets one record per line.")]
+    "--summary", dir_okay=False, metavar="PATH", help="Also write one JSON record per video (.jsonl: one per line).")]
+Csv = Annotated[str | None, typer.Option(
+    "--csv", metavar="PATH|-", help="All inputs' rows in one CSV ('-': stdout); PNGs only with --out.")]
+SampleFps = Annotated[float | None, typer.Option(
+    "--sample-fps", metavar="F", help="Analyse F frames per second of video (default: every frame).")]
+
+# a command's parameter -> the option field it sets; the flag is the parameter's name (--min-face: min_face)
+_ANALYSIS_FIELDS = {"model": "model", "device": "device", "detector": "detector", "min_face": "min_face_px",
+                    "detect_size": "detect_size_px", "every": "every", "scan_every": "scan_every_s",
+                    "full_scan_every": "full_scan_every_s", "classify_every": "classify_every",
+                    "threads": "inference_threads", "framing": "framing", "max_megapixels": "max_megapixels",
+                    "reid_window": "reid_window_s", "sample_fps": "sample_fps"}
+_CLUSTER_FIELDS = {"ray": "address", "workers": "workers", "worker_cpus": "cpus_per_worker",
+                   "worker_gpus": "gpus_per_worker"}
+
+
+def _options(cls, fields: dict[str, str], params: dict):
+    """cls built from a command's parameters. The class checks every value (in one place); a value out of its range
+    is a usage error naming the option as typed."""
+    values = {field: (params[name].value if isinstance(params[name], StrEnum) else params[name])
+              for name, field in fields.items() if name in params}
+    try:
+        return cls(**values)
+    except ValueError as exc:
+        field, _, rest = str(exc).partition(" ")
+        flag = next((f"--{name.replace('_', '-')}" for name, f in fields.items() if f == field), None)
+        raise typer.BadParameter(rest if flag else str(exc), param_hint=flag) from None
 
 
 def _logging(debug: bool) -> None:
@@ -192,9 +185,10 @@ def _on_signal(signum, frame) -> None:
     raise Terminated(signum)
 
 
-def _run(videos: list[str], **options) -> None:
-    """Ctrl-C anywhere (importing, loading models, analysing, writing the summary) exits 130 with one line; SIGTERM
-    and SIGHUP the same way with 143 and 129 (unless they were ignored when emovid started, as under nohup)."""
+def _run(params: dict, *, video: bool) -> None:
+    """Run a command with its parameters (`params`: its locals()). Ctrl-C anywhere (importing, loading models,
+    analysing, writing the summary) exits 130 with one line; SIGTERM and SIGHUP the same way with 143 and 129 (unless
+    they were ignored when emovid started, as under nohup)."""
     import signal
     import threading
 
@@ -204,7 +198,7 @@ def _run(videos: list[str], **options) -> None:
             if signal.getsignal(signum) is not signal.SIG_IGN:
                 previous[signum] = signal.signal(signum, _on_signal)
     try:
-        _analyse(videos, **options)
+        _analyse(params, video=video)
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", None)
         if signum is None:
@@ -217,32 +211,21 @@ def _run(videos: list[str], **options) -> None:
             signal.signal(signum, handler)
 
 
-def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device, detector: Detector, min_face: int,
-             every: int, scan_every: float, full_scan_every: float, classify_every: int, per_frame: bool,
-             overwrite: bool, debug: bool, threads: int = 0, framing: Framing = Framing.aligned,
-             video: bool,
-             csv: str | None = None, ray: str | None = None, workers: int = 2, worker_cpus: float = 1.0,
-             worker_gpus: float = 0.0, shard: str | None = None, summary: Path | None = None,
-             sample_fps: float | None = None, detect_size: int = 640, max_megapixels: float = 36.0,
-             reid_window: float | None = None, quiet: bool = False,
-             table_format: TableFormat = TableFormat.csv) -> None:
+def _analyse(params: dict, *, video: bool) -> None:
     # Before numpy's first import: OpenBLAS's spinning threads would take CPU at start-up, and emovid does no linear
     # algebra.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import traceback
 
     from emovid.errors import EmovidError, OutputError, printable
+    from emovid.inputs import check_output_collisions, collect_inputs, input_problems
+    from emovid.loading import ModelsLoading
+    from emovid.options import AnalysisOptions, OutputOptions
     from emovid.outputs import atomic_text, prepare_dir, write_atomic
-    from emovid.pipeline import (
-        AnalysisOptions,
-        ModelsLoading,
-        OutputOptions,
-        check_output_collisions,
-        collect_inputs,
-        input_problems,
-        run_batch,
-    )
+    from emovid.pipeline import run_batch
 
+    videos, out, csv, shard, summary = (params.get(k) for k in ("videos", "out", "csv", "shard", "summary"))
+    table_format, quiet, debug = params["table_format"], params["quiet"], params["debug"]
     _logging(debug)
     try:
         paths, unmatched = input_problems(videos)  # arguments matching nothing fail; the others still run
@@ -257,14 +240,13 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
                 paths = slice_of(paths, *parse_shard(shard))
             except ValueError as exc:
                 raise typer.BadParameter(str(exc), param_hint="--shard") from None
-        if ray is not None:
+        if params["ray"] is not None:
             from emovid.cluster import ClusterOptions
 
             if csv is not None:
                 raise typer.BadParameter("with --ray each video writes its own timeline CSV; leave out --csv",
                                          param_hint="--csv")
-            cluster = ClusterOptions(address=ray, workers=workers, cpus_per_worker=worker_cpus,
-                                     gpus_per_worker=worker_gpus)
+            cluster = _options(ClusterOptions, _CLUSTER_FIELDS, params)
         if csv == "-" and len(paths) != 1:
             raise typer.BadParameter(f"'-' (stdout) needs exactly one input video, got {len(paths)}",
                                      param_hint="--csv")
@@ -275,16 +257,11 @@ def _analyse(videos: list[str], *, out: Path | None, model: str, device: Device,
         check_format(table_format.value)  # parquet without pyarrow fails here, before any analysis
         if csv not in (None, "-"):
             prepare_dir(Path(csv).parent)  # fail before the analysis, not after it
-        options = AnalysisOptions(model=model, device=device.value, detector=detector.value, min_face_px=min_face,
-                                  every=every, scan_every_s=scan_every, full_scan_every_s=full_scan_every,
-                                  classify_every=classify_every, inference_threads=threads,
-                                  sample_fps=sample_fps, framing=framing.value,
-                                  detect_size_px=detect_size, max_megapixels=max_megapixels,
-                                  reid_window_s=reid_window)
+        options = _options(AnalysisOptions, _ANALYSIS_FIELDS, params)
         # --csv collects every input's rows into one file, so every input is analysed (no skipping); the PNGs are
         # written only where outputs were asked for (--out), not beside the inputs.
         outputs = OutputOptions(out_dir=out, video=video, csv=csv is None, png=csv is None or out is not None,
-                                frames=per_frame, overwrite=overwrite, always=csv is not None,
+                                frames=params["per_frame"], overwrite=params["overwrite"], always=csv is not None,
                                 table_format=table_format.value)
         check_output_collisions(paths, outputs)
         # The models load in a thread (ONNX Runtime builds its sessions without the GIL) while this one imports
@@ -427,26 +404,14 @@ def annotate(
 
     emovid annotate talks/ --out results/ --ray local --workers 2
     """
-    _run(videos, out=out, model=model, device=device, detector=detector, min_face=min_face, every=every,
-         scan_every=scan_every, full_scan_every=full_scan_every, classify_every=classify_every, per_frame=per_frame,
-         overwrite=overwrite, debug=debug, threads=threads, framing=framing,
-         video=True, ray=ray, workers=workers, worker_cpus=worker_cpus, worker_gpus=worker_gpus, shard=shard,
-         summary=summary, detect_size=detect_size, max_megapixels=max_megapixels,
-         reid_window=reid_window, quiet=quiet, table_format=table_format)
+    _run(locals(), video=True)
 
 
 @app.command()
 def timeline(
     videos: Videos,
-    csv: Annotated[str | None, typer.Option(
-        "--csv", metavar="PATH|-",
-        help="Write the timeline CSV of all inputs to PATH ('-': stdout, one input only) instead of "
-             "<stem>.timeline.csv; every input is then analysed, and PNGs are written only with --out. A run in "
-             "which some video fails never replaces an existing PATH.")] = None,
-    sample_fps: Annotated[float | None, typer.Option(
-        "--sample-fps", min=0.01, max=1000.0, callback=_finite, metavar="F",
-        help="Analyse F frames per second of video (default: every frame).")]
-    = None,
+    csv: Csv = None,
+    sample_fps: SampleFps = None,
     out: Out = None,
     model: Model = "best",
     device: DeviceOpt = Device.auto,
@@ -484,12 +449,7 @@ def timeline(
 
     emovid timeline talks/ --out results/ --shard 2/8 --summary results/summary-2.json
     """
-    _run(videos, out=out, model=model, device=device, detector=detector, min_face=min_face, every=every,
-         scan_every=scan_every, full_scan_every=full_scan_every, classify_every=classify_every, per_frame=per_frame,
-         overwrite=overwrite, debug=debug, threads=threads, framing=framing,
-         video=False, csv=csv, ray=ray, workers=workers, worker_cpus=worker_cpus, worker_gpus=worker_gpus,
-         shard=shard, summary=summary, sample_fps=sample_fps, detect_size=detect_size, max_megapixels=max_megapixels,
-         reid_window=reid_window, quiet=quiet, table_format=table_format)
+    _run(locals(), video=False)
 
 
 try:

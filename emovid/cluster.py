@@ -42,8 +42,8 @@ class ClusterOptions:
     max_retries: int = 2  # a video whose worker died is tried again this many times
 
     def __post_init__(self) -> None:
-        if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if not 1 <= self.workers <= 4096:
+            raise ValueError(f"workers must be in [1, 4096], got {self.workers}")
         if not 0 < self.cpus_per_worker <= 1024:
             raise ValueError(f"cpus_per_worker must be in (0, 1024], got {self.cpus_per_worker}")
         if not 0 <= self.gpus_per_worker <= 64:

@@ -51,34 +51,28 @@ class AnalysisOptions:
         return half if half >= 32 else None
 
     def __post_init__(self) -> None:
-        if self.every < 1:
-            raise ValueError(f"every must be >= 1, got {self.every}")
-        if self.classify_every < 1:
-            raise ValueError(f"classify_every must be >= 1, got {self.classify_every}")
-        for name in ("scan_every_s", "full_scan_every_s"):
+        def within(name: str, low: float, high: float, low_open: bool = False) -> None:
             value = getattr(self, name)
-            if not (value >= 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be >= 0, got {value}")
-        if self.sample_fps is not None and not (self.sample_fps > 0 and math.isfinite(self.sample_fps)):
-            raise ValueError(f"sample_fps must be > 0, got {self.sample_fps}")
-        if self.min_face_px < 0:
-            raise ValueError(f"min_face_px must be >= 0, got {self.min_face_px}")
-        if self.detect_size_px < 32:
-            raise ValueError(f"detect_size_px must be >= 32, got {self.detect_size_px}")
-        if self.batch_frames < 1:
-            raise ValueError(f"batch_frames must be >= 1, got {self.batch_frames}")
-        if self.inference_threads < 0:
-            raise ValueError(f"inference_threads must be >= 0, got {self.inference_threads}")
+            if not (math.isfinite(value) and (value > low if low_open else value >= low) and value <= high):
+                bound = f"> {low:g}" if low_open else f">= {low:g}"
+                raise ValueError(f"{name} must be {bound} and <= {high:g}, got {value}")
+
+        within("every", 1, 1_000_000)
+        within("classify_every", 1, 1_000_000)
+        within("scan_every_s", 0, 86400)
+        within("full_scan_every_s", 0, 86400)
+        if self.sample_fps is not None:
+            within("sample_fps", 0, 1000, low_open=True)
+        within("min_face_px", 0, 100_000)
+        within("detect_size_px", 32, 16384)
+        within("batch_frames", 1, 4096)
+        within("inference_threads", 0, 256)
+        within("box_scale", 0.5, 4)
+        within("max_megapixels", 0, 1000, low_open=True)
+        if self.reid_window_s is not None:
+            within("reid_window_s", 0, 1e9)
         if self.framing not in ("aligned", "box"):
             raise ValueError(f"framing must be aligned or box, got {self.framing!r}")
-        if not (0.5 <= self.box_scale <= 4):
-            raise ValueError(f"box_scale must be in [0.5, 4], got {self.box_scale}")
-        if not (self.max_megapixels > 0 and math.isfinite(self.max_megapixels)):
-            raise ValueError(f"max_megapixels must be > 0, got {self.max_megapixels}")
-
-        if self.reid_window_s is not None and not (self.reid_window_s >= 0 and math.isfinite(self.reid_window_s)):
-            raise ValueError(f"reid_window_s must be >= 0, got {self.reid_window_s}")
-
 
     @property
     def effective_reid_window_s(self) -> float:

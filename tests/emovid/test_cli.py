@@ -476,3 +476,14 @@ def test_a_jsonl_summary_has_one_record_per_line(tmp_path, videos, loaded):
     records = [json.loads(line) for line in summary.read_text().splitlines()]
     assert [(Path(r["video"]).name, r["status"]) for r in records] == [("a.mp4", "done"), ("bad.mp4", "failed")]
     assert records[0]["outputs"] and records[1]["reason"]
+
+
+@pytest.mark.parametrize(("option", "value"), [("--threads", "999"), ("--scan-every", "nan"), ("--min-face", "-1"),
+                                               ("--sample-fps", "0"), ("--detect-size", "16"), ("--reid-window", "-1"),
+                                               ("--max-megapixels", "inf"), ("--workers", "0")])
+def test_an_option_out_of_its_range_is_a_usage_error_naming_it(tmp_path, videos, loaded, option, value):
+    extra = ["--ray", "local"] if option == "--workers" else []
+    result = invoke("timeline", videos / "a.mp4", "--out", tmp_path / "out", option, value, *extra)
+    assert result.exit_code == 2, result.output
+    assert option in result.stderr and "must be" in result.stderr and "Traceback" not in result.stderr
+    assert loaded == [] and not (tmp_path / "out").exists()
