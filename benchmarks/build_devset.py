@@ -1,6 +1,6 @@
 """Rebuild the labelled development set of real acted-emotion clips (see docs/devset.md).
 
-    python benchmarks/build_devset.py --out ../devset MIRRORS/ali-vilab+dreamtalk \
+    python -m benchmarks.build_devset --out ../devset MIRRORS/ali-vilab+dreamtalk \
         MIRRORS/jixinya+EAMM [MIRRORS/CheyneyComputerScience+CREMA-D ...]
 
 Each argument is a bare git mirror (as the `fetch` tool leaves them, read at HEAD with `git`) or a plain folder.
@@ -8,7 +8,6 @@ Clips are recognised by their data set's file naming (RAVDESS, CREMA-D, MEAD) pl
 unnamed MEAD clips; git-lfs pointer stubs are skipped. Every clip is decoded with PyAV, scaled down to at most
 640 px on the longer side, and re-encoded as silent H.264 mp4 (single-threaded x264, so reruns are identical).
 Writes OUT/clips/<dataset>/<split>/<name>.mp4 and OUT/labels.csv, and prints the counts.
-Standard library + av + numpy (cv2 only for resizing).
 """
 
 from __future__ import annotations
@@ -27,7 +26,8 @@ import av
 import cv2
 import numpy as np
 
-EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+from emovid import EMOTIONS
+
 COLUMNS = ["file", "emotion", "start_s", "end_s", "dataset", "actor", "split", "source", "licence"]
 LICENCES = {
     "RAVDESS": "CC BY-NC-SA 4.0",
@@ -132,7 +132,7 @@ def convert(data: bytes, out: Path) -> tuple[int, int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.build_devset", description=__doc__.splitlines()[0])
     ap.add_argument("mirrors", nargs="+", type=Path, help="bare git mirrors or plain folders")
     ap.add_argument("--out", type=Path, default=Path("../devset"))
     ap.add_argument("--calm-as-neutral", action="store_true", help="keep RAVDESS 'calm' clips, labelled neutral")

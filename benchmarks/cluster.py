@@ -1,11 +1,11 @@
 """Batch throughput: one process against `--ray local` with 1 and 2 workers, on the same batch of real-size clips.
 
-    python benchmarks/cluster.py [--videos 8] [--seconds 10] [--command timeline]
+    python -m benchmarks.cluster [--videos 8] [--seconds 10] [--command timeline]
 
-Each configuration runs the whole batch as one `emovid` process into a fresh output folder (clips as run_all.py
-builds them: 640x360, one face, 29.97 fps, copied under distinct names). Prints wall time, videos per minute and
-frames per second for each, Ray's fixed cost (a one-frame batch on Ray minus the same in one process), and a
-projection for K machines from the measured per-worker throughput. Needs the `ray` extra.
+Each configuration runs the whole batch as one `emovid` process into a fresh output folder (clips from
+benchmarks/common.py: 640x360, one face, 29.97 fps, copied under distinct names). Prints wall time, videos per
+minute and frames per second for each, Ray's fixed cost (a one-frame batch on Ray minus the same in one process),
+and a projection for K machines from the measured per-worker throughput. Needs the `ray` extra.
 """
 
 from __future__ import annotations
@@ -19,10 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-import bench_inputs  # noqa: E402
+from benchmarks.common import ClipSpec, clip
 
 
 def timed(command: list[str]) -> float:
@@ -35,14 +32,14 @@ def timed(command: list[str]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.cluster", description=__doc__.split("\n\n")[0])
     parser.add_argument("--videos", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--command", default="timeline", choices=["timeline", "annotate"])
     args = parser.parse_args()
 
-    spec = bench_inputs.ClipSpec((640, 360), 1, args.seconds)
-    source = bench_inputs.clip(spec)
+    spec = ClipSpec((640, 360), 1, args.seconds)
+    source = clip(spec)
     emovid = [sys.executable, "-m", "emovid", args.command]
     with tempfile.TemporaryDirectory(prefix="emovid-cluster-") as tmp:
         batch = Path(tmp) / "batch"
@@ -51,8 +48,7 @@ def main() -> None:
             shutil.copy(source, batch / f"clip{i:02d}.mp4")
         tiny = Path(tmp) / "tiny"
         tiny.mkdir()
-        tiny_spec = bench_inputs.ClipSpec((640, 360), 1, 0.1)
-        shutil.copy(bench_inputs.clip(tiny_spec), tiny / "tiny.mp4")
+        shutil.copy(clip(ClipSpec((640, 360), 1, 0.1)), tiny / "tiny.mp4")
         frames = args.videos * spec.frame_count
         print(f"{args.videos} clips of {spec.label} ({frames} frames); {os.cpu_count()} CPUs; "
               f"load average {os.getloadavg()[0]:.1f}; command {args.command}")

@@ -1,7 +1,7 @@
 """Face detector speed and accuracy at several `max_side` values (the longer image side the network sees).
 
-    python benchmarks/detector.py [--max-side 320 480 640 960] [--frames 60] [--threads 0] [--device cpu]
-                                  [--model other_centerface.onnx]   # e.g. an int8 copy (benchmarks/run_all.py)
+    python -m benchmarks.detector [--max-side 320 480 640 960] [--frames 60] [--threads 0] [--device cpu]
+                                  [--model other_centerface.onnx]   # e.g. emovid/models/centerface-int8.onnx
 
 Data (nothing downloaded):
 - "generated": a 1280x720 H.264 video written with tests/media.py: real faces from the carphone clip pasted at
@@ -26,15 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # emovid from this checkout, tests/media.py for generated media
+from benchmarks.common import table, test_helper
+from emovid.detect import CenterFaceDetector
+from emovid.track import greedy_match, iou_matrix
+from emovid.video import read_frames
 
-import media  # noqa: E402
-
-from emovid.detect import CenterFaceDetector  # noqa: E402
-from emovid.track import greedy_match, iou_matrix  # noqa: E402
-from emovid.video import read_frames  # noqa: E402
-
+media = test_helper("media")
 SIZE_BINS = ((0, 32), (32, 64), (64, 128), (128, 10_000))
 
 
@@ -94,15 +91,12 @@ def score(results, truth) -> dict[str, float]:
     return out
 
 
-def table(rows: list[dict[str, str]]) -> str:
-    header = list(rows[0])
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row[h] for h in header) + " |" for row in rows]
-    return "\n".join(lines)
+def dict_table(rows: list[dict[str, str]]) -> str:
+    return table(list(rows[0]), [list(row.values()) for row in rows])
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.detector", description=__doc__.splitlines()[0])
     parser.add_argument("--max-side", type=int, nargs="+", default=[320, 480, 640, 960])
     parser.add_argument("--frames", type=int, default=60, help="frames of the generated video")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = its default)")
@@ -145,9 +139,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, threads={args.threads or 'default'}"
           f", load average {os.getloadavg()[0]:.1f}\n")
     print(f"Generated 1280x720 video: {len(truth)} frames, {n_faces} faces (IoU >= 0.5)\n")
-    print(table(rows_generated))
+    print(dict_table(rows_generated))
     print("\nCarphone clip (one face per frame, 120 frames)\n")
-    print(table(rows_carphone))
+    print(dict_table(rows_carphone))
     return 0
 
 

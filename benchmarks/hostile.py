@@ -1,7 +1,7 @@
 """Run emovid on a corpus of hostile inputs, each as a whole process, and print a table: case, exit code (and the one
 expected), the files left in the output folder, wall time and the process's peak memory (ru_maxrss).
 
-    python benchmarks/hostile.py [--work DIR] [--big] [--keep]
+    python -m benchmarks.hostile [--work DIR] [--big] [--keep]
 
 The corpus is generated (tests/media.py): a cut file, a header claiming 1e9 s, a frame at 1e6 s, names that look
 like URLs, a 250-byte name, formula and terminal-escape names, a model returning NaN, options without bounds, an
@@ -23,8 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "tests"), str(REPO)]
+from benchmarks.common import ROOT, test_helper
 
 
 @dataclass
@@ -51,7 +50,7 @@ def run(case: Case, env: dict[str, str]) -> dict:
         proc = subprocess.Popen(case.args, stdout=subprocess.DEVNULL, stderr=err, cwd=case.cwd, env=env)
         if case.signal_after_s is not None:
             time.sleep(case.signal_after_s)
-            proc.send_signal(signal.SIGTERM)
+            os.kill(proc.pid, signal.SIGTERM)  # not send_signal: it reaps a child that already ended
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         elapsed = time.perf_counter() - started
@@ -80,10 +79,9 @@ def run(case: Case, env: dict[str, str]) -> dict:
 def make_corpus(work: Path) -> None:
     """The hostile files, in `work`/src (run in a child process, so the parent that measures stays small: a
     child's ru_maxrss starts from its parent's size at the fork)."""
-    import media
     import numpy as np
-    from onnx_models import nan_on_faces_model
 
+    media = test_helper("media")
     src = work / "src"
     src.mkdir(parents=True)
     good = media.make_face_video(src / "good.mp4", duration_s=2.0, faststart=True).path
@@ -103,7 +101,7 @@ def make_corpus(work: Path) -> None:
     (names / "two\nlines.mp4").write_bytes(b"not a video" * 100)
     huge = src / "huge.mp4"
     media.write_frames(huge, [np.zeros((8192, 8192, 3), np.uint8)] * 2, fps=25)
-    nan_on_faces_model(src / "nan.onnx")
+    test_helper("onnx_models").nan_on_faces_model(src / "nan.onnx")
     own = src / "own"
     own.mkdir()
     shutil.copy(good, own / "talk.mp4")
@@ -112,7 +110,7 @@ def make_corpus(work: Path) -> None:
     for twin, seconds in zip(twins, (1.0, 2.0), strict=True):
         twin.parent.mkdir()
         media.make_face_video(twin, duration_s=seconds)
-    media.make_face_video(src / "long.mp4", duration_s=20.0)
+    media.make_face_video(src / "long.mp4", duration_s=60.0)  # still running when SIGTERM comes
 
 
 def corpus(work: Path, big: bool) -> list[Case]:
@@ -162,7 +160,7 @@ def corpus(work: Path, big: bool) -> list[Case]:
              out("twins"), check=lambda: "" if (out("twins") / "talk.timeline.csv").read_text().count("\n") == 3
              else "first video's rows kept"),
         Case("SIGTERM mid-video", emovid("annotate", long, "--out", out("term")), 143, out("term"),
-             signal_after_s=4.0),
+             signal_after_s=1.5),
         Case("--csv (first run)", emovid("timeline", good, "--csv", combined), 0, out("csv"),
              before=lambda: out("csv").mkdir(parents=True, exist_ok=True)),
         Case("--csv rerun with a failure", emovid("timeline", cut, good, "--csv", combined), 1, out("csv"),
@@ -176,7 +174,7 @@ def corpus(work: Path, big: bool) -> list[Case]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.hostile", description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, help="folder for the corpus and outputs (default: a temporary one)")
     parser.add_argument("--big", action="store_true", help="also run the 8192x8192 clip with the limit raised")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
@@ -186,9 +184,9 @@ def main() -> int:
         make_corpus(args.make_corpus)
         return 0
     work = args.work or Path(tempfile.mkdtemp(prefix="emovid-hostile-"))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
     try:
-        subprocess.run([sys.executable, __file__, "--make-corpus", str(work)], check=True)
+        subprocess.run([sys.executable, "-m", "benchmarks.hostile", "--make-corpus", str(work)], check=True, cwd=ROOT)
         rows = []
         for case in corpus(work, args.big):
             rows.append(run(case, env))

@@ -1,6 +1,6 @@
 """CPU cost of the shipped emotion models: parameters, file size, ms per face at batch 1 and 64.
 
-    python benchmarks/models.py [--models-dir DIR | MODEL.onnx ...] [--repeats 30] [--threads 0]
+    python -m benchmarks.models [--models-dir DIR | MODEL.onnx ...] [--repeats 30] [--threads 0]
 
 Prints a markdown table. Times are the median over `--repeats` runs after two warm-up runs, on ONNX Runtime's
 CPU provider, with random 48x48 faces; "ms/face @64" is one batch of 64 divided by 64.
@@ -18,16 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-ARCHS = ("scratch", "mobilenetv2", "vgg16")
-
-
-def shipped_models_dir() -> Path:
-    try:
-        from importlib.resources import files
-
-        return Path(str(files("emovid") / "models"))
-    except ModuleNotFoundError:  # run from a checkout without installing
-        return Path(__file__).resolve().parents[1] / "emovid" / "models"
+from benchmarks.common import table
+from emovid.classify import shipped_models, shipped_models_dir
 
 
 def median_ms(session, images: np.ndarray, repeats: int) -> float:
@@ -64,29 +56,22 @@ def benchmark(path: Path, repeats: int, threads: int) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.models", description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", type=Path, help="ONNX files (default: the shipped models)")
     parser.add_argument("--models-dir", type=Path, default=None)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = its default)")
     args = parser.parse_args(argv)
-    paths = list(args.models)
+    paths = list(args.models) or list(shipped_models(args.models_dir).values())
     if not paths:
-        folder = args.models_dir or shipped_models_dir()
-        paths = [folder / f"{a}.onnx" for a in ARCHS if (folder / f"{a}.onnx").is_file()]
-        if not paths:
-            print(f"no emotion models in {folder}", file=sys.stderr)
-            return 1
+        print(f"no emotion models in {args.models_dir or shipped_models_dir()}", file=sys.stderr)
+        return 1
     import onnxruntime as ort
 
     rows = [benchmark(p, args.repeats, args.threads) for p in paths]
     print(f"onnxruntime {ort.__version__} CPUExecutionProvider, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, threads={args.threads or 'default'}, median of {args.repeats}\n")
-    header = list(rows[0])
-    print("| " + " | ".join(header) + " |")
-    print("|" + "|".join("---" for _ in header) + "|")
-    for row in rows:
-        print("| " + " | ".join(row[h] for h in header) + " |")
+    print(table(list(rows[0]), [list(row.values()) for row in rows]))
     return 0
 
 

@@ -1,31 +1,27 @@
 """The peer (`fer`, Haar mode) on the labelled clips of the development set (see docs/devset.md).
 
-    python benchmarks/peer_clips.py ../devset/labels.csv --fer-python FER_VENV/bin/python \
+    python -m benchmarks.peer_clips ../devset/labels.csv --fer-python FER_VENV/bin/python \
         --out ../devset/fer_results.json [--stride 1]
 
-Runs one `fer` process (in its own venv, as benchmarks/peer.py does; never a dependency of emovid) over every clip
+Runs one `fer` process (in its own venv, as run_all.py's peer; never a dependency of emovid) over every clip
 in labels.csv, within start_s..end_s when given: `FER(mtcnn=False).detect_emotions(frame)` on every `--stride`-th
 decoded frame, keeps the largest face of each frame, and averages its 7 probabilities over the clip (frames without
 a face add nothing). Writes {clip key: {"probs": [7 floats], "frames": n, "frames_with_face": m}} to --out, with the
 probabilities in emovid's order (angry, disgust, fear, happy, sad, surprise, neutral; fer's own order, checked by
 name). Then prints clip-level accuracy (argmax of the mean probabilities vs the label) per split, data set and
 class; a clip with no face counts as wrong. `--report-only` re-prints the accuracy from an existing --out.
-Standard library only (the worker runs in the fer venv).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import os
 import subprocess
 import sys
 import tempfile
-from collections import defaultdict
 from pathlib import Path
 
-EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+from benchmarks.common import DEFAULT_CACHE
 
 WORKER = r'''
 import csv, json, os, sys
@@ -84,50 +80,28 @@ def run_fer(labels: Path, fer_python: Path, out: Path, stride: int) -> None:
                        check=True, env=env)
 
 
-def _acc(pairs: list[tuple[str, str | None]]) -> str:
-    right = sum(1 for truth, pred in pairs if truth == pred)
-    return f"{right}/{len(pairs)} = {100.0 * right / len(pairs):5.1f}%" if pairs else "-"
+def report(labels: Path, results: Path) -> None:
+    """Clip accuracy of the peer per split, by data set and by class (emovid.video_eval's scoring)."""
+    from emovid import EMOTIONS
+    from emovid.video_eval import read_labels, read_peer, score_clips
 
-
-def clip_key(row: dict[str, str]) -> str:
-    """emovid.video_eval's name for a labelled clip: its file, plus @start-end when a part is labelled."""
-    start, end = row.get("start_s") or "", row.get("end_s") or ""
-    if not start and not end:
-        return row["file"]
-    return row["file"] + "@" + (f"{float(start):g}" if start else "") + "-" + (f"{float(end):g}" if end else "")
-
-
-def report(labels: Path, results: Path) -> dict[str, dict[str, str]]:
-    with open(labels, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    res = json.loads(results.read_text())
-    table: dict[str, dict[str, str]] = {}
-    for split in sorted({r["split"] for r in rows}):
-        groups: dict[str, list[tuple[str, str | None]]] = defaultdict(list)
-        for r in (r for r in rows if r["split"] == split):
-            got = res.get(clip_key(r))
-            pred = None
-            if got and got["frames_with_face"]:
-                pred = EMOTIONS[max(range(7), key=lambda k: got["probs"][k])]
-            pair = (r["emotion"], pred)
-            groups["all"].append(pair)
-            groups[f"dataset={r['dataset']}"].append(pair)
-            groups[f"class={r['emotion']}"].append(pair)
-        no_face = sum(1 for p in groups["all"] if p[1] is None)
-        print(f"[{split}] fer (Haar) clip accuracy: {_acc(groups['all'])}   (clips with no face: {no_face})")
-        keys = sorted(k for k in groups if k.startswith("dataset=")) + \
-            [f"class={e}" for e in EMOTIONS if f"class={e}" in groups]
-        for key in keys:
-            print(f"    {key:18s} {_acc(groups[key])}")
-        table[split] = {k: _acc(v) for k, v in groups.items()}
-    return table
+    probs = read_peer(results)
+    for split in sorted({clip.extra.get("split", "") for clip in read_labels(labels)}):
+        score = score_clips("fer", read_labels(labels, {"split": split}), probs, "dataset")
+        print(f"[{split}] fer (Haar) clip accuracy: {score.correct}/{score.n_clips} = {score.accuracy:.1%}   "
+              f"(clips with no face: {score.no_face})")
+        for dataset, (correct, n) in score.groups.items():
+            print(f"    dataset={dataset:10s} {correct}/{n}")
+        for i, emotion in enumerate(EMOTIONS):
+            if emotion in score.truths:
+                print(f"    class={emotion:12s} {score.confusion[i, i]}/{score.truths.count(emotion)}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.peer_clips", description=__doc__.splitlines()[0])
     ap.add_argument("labels", type=Path)
-    ap.add_argument("--fer-python", type=Path, default=Path("/tmp/emovid-bench/fer-venv/bin/python"),
-                    help="python of the fer venv (benchmarks/peer.py creates it there)")
+    ap.add_argument("--fer-python", type=Path, default=DEFAULT_CACHE / "fer-venv" / "bin" / "python",
+                    help="python of the fer venv (default: where run_all.py creates it)")
     ap.add_argument("--out", type=Path, default=None, help="JSON results (default: next to labels.csv)")
     ap.add_argument("--stride", type=int, default=1, help="analyse every n-th frame")
     ap.add_argument("--report-only", action="store_true")

@@ -1,6 +1,6 @@
 """Clip-level emotion accuracy on labelled real video, emovid's variants beside the `fer` package, in one run.
 
-    python benchmarks/real_video.py --labels /path/devset/labels.csv --peer /path/devset/fer_results.json
+    python -m benchmarks.real_video --labels ../devset/labels.csv --peer ../devset/fer_results.json
 
 Each variant runs the real pipeline (emovid.video_eval: detection, tracking, crops, classification, the main face's
 mean probabilities per clip) on the clips the selection keeps (default: the rows whose `split` is `dev`; the
@@ -29,7 +29,7 @@ MODEL_VARIANTS = ("scratch", "mobilenetv2", "vgg16", "ensemble")  # each with th
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.real_video", description=__doc__.split("\n\n")[0])
     parser.add_argument("--labels", type=Path, required=True, help="labels CSV (file,emotion,...)")
     parser.add_argument("--only", action="append", default=None, metavar="COLUMN=VALUE",
                         help="row selection (default: split=dev)")

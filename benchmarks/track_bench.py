@@ -1,7 +1,7 @@
 """Tracking benchmark: ids per person, ids across cuts, duplicate boxes, short tracks, re-identifications and wrong
 merges, on composite clips built from real faces, before and after a change.
 
-    python benchmarks/track_bench.py --clips ../devset [--before REF] [--extra-path DIR] [--only NAME ...]
+    python -m benchmarks.track_bench --clips ../devset [--before REF] [--extra-path DIR] [--only NAME ...]
 
 The clips are built in memory (nothing is written) from the development set's single-actor clips
 (`--clips`: a folder with labels.csv and the clips it lists; the actors M030, W009 and W011 play A, B and C) and
@@ -335,6 +335,7 @@ def worker(args) -> None:
 def _run_version(label: str, source: Path, options: dict, args) -> dict:
     paths = [str(source), *args.extra_path, *filter(None, [os.environ.get("PYTHONPATH")])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "OPENBLAS_NUM_THREADS": "1"}
+    # as a script, not with -m: -m would put this checkout's emovid before the version under test
     command = [sys.executable, __file__, "--worker", "--clips", str(args.clips), "--options", json.dumps(options)]
     if args.only:
         command += ["--only", *args.only]
@@ -362,7 +363,7 @@ def _cells(m: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.track_bench", description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=Path, required=True, help="folder with labels.csv and the clips it lists")
     parser.add_argument("--before", default=None, help="git ref of the code before (default: merge base with main)")
     parser.add_argument("--extra-path", action="append", default=[], help="also put DIR on PYTHONPATH (e.g. where "
@@ -377,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         worker(args)
         return 0
     if args.embeddings:
-        sys.path[:0] = [str(REPO), *args.extra_path]
+        sys.path[:0] = args.extra_path  # dlib and its models, when installed outside this environment
         print(embedding_errors(args.clips))
         return 0
     ref = args.before or subprocess.run(["git", "-C", str(REPO), "merge-base", "HEAD", "main"], check=True,

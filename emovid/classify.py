@@ -28,7 +28,7 @@ from emovid.registry import (  # noqa: F401  (shipped_models_dir, MODEL_CHOICES:
     shipped_models,
     shipped_models_dir,
 )
-from emovid.runtime import Device, RuntimeInfo, cpu_only, create_session
+from emovid.runtime import Device, RuntimeInfo, SessionConfig, cpu_only, create_session
 
 MAX_BATCH = 64  # faces per ONNX Runtime call (bounds memory for VGG16)
 
@@ -235,27 +235,29 @@ class EmotionClassifier:
         return (total / len(self._members)).astype(np.float32)
 
 
-def _open(name: str, path: Path, device: Device | str, intra_op_threads: int = 0
-          ) -> tuple[tuple[ModelInfo, object, str], RuntimeInfo]:
-    session, runtime = create_session(path, device, intra_op_threads=intra_op_threads)
+def _open(name: str, path: Path, device: Device | str, intra_op_threads: int = 0,
+          session_config: SessionConfig | None = None) -> tuple[tuple[ModelInfo, object, str], RuntimeInfo]:
+    session, runtime = create_session(path, device, intra_op_threads=intra_op_threads, session_config=session_config)
     input_name, metadata = _check_contract(path, session)
     return (ModelInfo(name=name, path=path, metadata=metadata), session, input_name), runtime
 
 
-def _single(name: str, path: Path, device: Device | str, intra_op_threads: int = 0) -> EmotionClassifier:
-    member, runtime = _open(name, path, device, intra_op_threads)
+def _single(name: str, path: Path, device: Device | str, intra_op_threads: int = 0,
+            session_config: SessionConfig | None = None) -> EmotionClassifier:
+    member, runtime = _open(name, path, device, intra_op_threads, session_config)
     return EmotionClassifier(name, [member], runtime)
 
 
 def load_classifier(model: str | Path = BEST, device: Device | str = Device.auto,
-                    models_dir: Path | None = None, intra_op_threads: int = 0) -> EmotionClassifier:
+                    models_dir: Path | None = None, intra_op_threads: int = 0,
+                    session_config: SessionConfig | None = None) -> EmotionClassifier:
     """Load an emotion model: best | scratch | mobilenetv2 | vgg16 | ensemble | <shipped>-int8 | PATH.onnx.
 
     best = the shipped model with the highest emovid.test_accuracy, and on the CPU its int8 copy when one ships
     (faster there, and kept only if it lost < 0.5 point of PrivateTest accuracy; GPUs get the float model);
     ensemble = mean of every shipped model (at least two). `intra_op_threads`: ONNX Runtime's threads per model on
-    the CPU (0: its default, one per core). Raises ModelError (one line, naming the file and what was expected) or
-    DeviceError.
+    the CPU (0: its default, one per core); `session_config`: see emovid.runtime.session_options. Raises ModelError
+    (one line, naming the file and what was expected) or DeviceError.
     """
     spec = str(model)
     folder = models_dir or shipped_models_dir()
@@ -263,17 +265,17 @@ def load_classifier(model: str | Path = BEST, device: Device | str = Device.auto
         name, path = best_shipped_model(folder)
         twin = int8_twin(name, folder)
         if twin is not None and cpu_only(device):
-            return _single(f"{name}{INT8_SUFFIX}", twin, device, intra_op_threads)
-        classifier = _single(name, path, device, intra_op_threads)
+            return _single(f"{name}{INT8_SUFFIX}", twin, device, intra_op_threads, session_config)
+        classifier = _single(name, path, device, intra_op_threads, session_config)
         if twin is not None and classifier.runtime.provider == "CPUExecutionProvider":  # CUDA listed, not usable
-            return _single(f"{name}{INT8_SUFFIX}", twin, device, intra_op_threads)
+            return _single(f"{name}{INT8_SUFFIX}", twin, device, intra_op_threads, session_config)
         return classifier
     if spec.endswith(INT8_SUFFIX) and spec[:-len(INT8_SUFFIX)] in SHIPPED:
         twin = int8_twin(spec[:-len(INT8_SUFFIX)], folder)
         if twin is None:
             raise ModelError(f"{folder / (spec + '.onnx')}: shipped model {spec} not found; choose one of "
                              f"{', '.join(shipped_models(folder)) or 'none shipped'} or pass --model PATH.onnx")
-        return _single(spec, twin, device, intra_op_threads)
+        return _single(spec, twin, device, intra_op_threads, session_config)
     if spec == ENSEMBLE:
         shipped = shipped_models(folder)
         if len(shipped) < 2:
@@ -296,7 +298,7 @@ def load_classifier(model: str | Path = BEST, device: Device | str = Device.auto
         name, chosen = path.stem, [(path.stem, path)]
     members, runtimes = [], []
     for member_name, member_path in chosen:
-        member, runtime = _open(member_name, member_path, device, intra_op_threads)
+        member, runtime = _open(member_name, member_path, device, intra_op_threads, session_config)
         members.append(member)
         runtimes.append(runtime)
     return EmotionClassifier(name, members, runtimes[0])

@@ -27,7 +27,7 @@ import numpy as np
 
 from emovid.errors import ModelError
 from emovid.faces import Faces
-from emovid.runtime import Device, RuntimeInfo, cpu_only, create_session
+from emovid.runtime import Device, RuntimeInfo, SessionConfig, cpu_only, create_session
 
 MODEL_PATH = Path(__file__).resolve().parent / "models" / "centerface.onnx"
 INT8_MODEL_PATH = MODEL_PATH.with_name("centerface-int8.onnx")  # tools/quantize_centerface.py
@@ -129,12 +129,13 @@ class CenterFaceDetector:
 
     device: auto | cpu | cuda | tensorrt (see emovid.runtime.create_session); threshold: heatmap score;
     min_face_px: drop faces whose shorter box side is smaller (frame pixels); max_side: the longer side of the
-    image the network sees (frames are shrunk to it, never enlarged); nms_iou: overlap that merges two boxes.
+    image the network sees (frames are shrunk to it, never enlarged); nms_iou: overlap that merges two boxes;
+    intra_op_threads, session_config: see emovid.runtime.session_options.
     """
 
     def __init__(self, device: Device | str = "auto", threshold: float = 0.5, min_face_px: float = 0,
                  max_side: int = DEFAULT_MAX_SIDE, nms_iou: float = 0.3, model_path: Path | str | None = None,
-                 intra_op_threads: int = 0):
+                 intra_op_threads: int = 0, session_config: SessionConfig | None = None):
         if not 0 < threshold < 1:
             raise ValueError(f"threshold must be in (0, 1), got {threshold}")
         if min_face_px < 0:
@@ -147,7 +148,8 @@ class CenterFaceDetector:
         self.min_face_px = float(min_face_px)
         self.max_side = int(max_side)
         self.nms_iou = float(nms_iou)
-        self.session, self.runtime = create_session(self.model_path, device, intra_op_threads=intra_op_threads)
+        self.session, self.runtime = create_session(self.model_path, device, intra_op_threads=intra_op_threads,
+                                                    session_config=session_config)
         inputs = self.session.get_inputs()
         outputs = [o.name for o in self.session.get_outputs()]
         if len(inputs) != 1 or not set(_OUTPUTS) <= set(outputs):

