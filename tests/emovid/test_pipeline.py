@@ -1,32 +1,25 @@
-"""The pipeline: frame stages with fakes (scripted detector, tiny ONNX model), inputs, and whole videos."""
+"""The pipeline's wiring: whole videos (timeline, annotated video, skips, failures), batches and analyze()."""
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
 from emovid_fakes import (
-    FACE_BOXES,
     CountingClassifier,
     FakeDetector,
-    FakeTracker,
     marker_script,
     synthetic_frames,
     write_video,
 )
 from onnx_models import brightness_model
 
-from emovid import EMOTIONS
-from emovid.analysis import Sampler, analyse_frames
 from emovid.annotate import color_for
 from emovid.classify import load_classifier
 from emovid.errors import InputError, ModelError, OutputError
-from emovid.inputs import check_output_collisions, collect_inputs
-from emovid.loading import Models, ModelsLoading, load_models
+from emovid.loading import Models, ModelsLoading
 from emovid.options import AnalysisOptions, OutputOptions
 from emovid.pipeline import process_video, run_batch
 from emovid.video import probe, read_frames
@@ -45,180 +38,6 @@ def models(classifier):
 def two_people(i: int) -> tuple[int, ...]:
     """Face 0 in every frame, face 1 from frame 30 on."""
     return (0, 1) if i >= 30 else (0,)
-
-
-# --- frame stages -----------------------------------------------------------------------------------------------
-
-
-def test_frames_come_out_in_order_tracked_and_classified(models):
-    out = list(analyse_frames(synthetic_frames(50, 25.0, two_people), models, AnalysisOptions(), FakeTracker()))
-    assert [f.index for f in out] == list(range(50))
-    assert all(f.faces is not None and f.image is None for f in out)
-    assert [len(f.faces.faces) for f in out] == [len(two_people(i)) for i in range(50)]
-    last = out[-1].faces.faces
-    assert last.track_id.tolist() == [1, 2]
-    assert [EMOTIONS[k] for k in last.probs.argmax(axis=1)] == ["happy", "sad"]
-    assert out[-1].faces.timestamp_s == pytest.approx(49 / 25)
-
-
-def test_faces_of_several_frames_are_classified_in_one_batch(models):
-    options = AnalysisOptions(batch_frames=8, classify_every=1)
-    out = list(analyse_frames(synthetic_frames(50, 25.0, two_people), models, options, FakeTracker(),
-                              keep_images=True))
-    assert all(f.image is not None for f in out)
-    batches = models.classifier.batches
-    assert len(batches) == math.ceil(50 / 8) and sum(batches) == 30 + 2 * 20 and max(batches) == 16
-
-
-def test_every_n_detects_on_every_nth_frame_and_predicts_in_between(models):
-    tracker = FakeTracker()
-    # full scans only: one detector call per detection frame (a coarse scan adds a region pass, test_schedule.py)
-    out = list(analyse_frames(synthetic_frames(30, 25.0), models, AnalysisOptions(every=4, full_scan_every_s=0),
-                              tracker))
-    detector = models.detector
-    assert detector.calls + detector.region_calls == math.ceil(30 / 4) and tracker.predicted == 30 - math.ceil(30 / 4)
-    assert detector.calls == 2  # whole-frame scans at 0 and 0.64 s (the first detection frame 0.5 s after 0)
-    assert all(f.faces.faces.track_id.tolist() == [1] and np.all(np.isfinite(f.faces.faces.probs)) for f in out)
-
-
-def changing_faces(n_frames: int, fps: float) -> list:
-    """two_people frames whose faces brighten a little every frame, so each frame's emotion probabilities differ."""
-    frames = []
-    for frame in synthetic_frames(n_frames, fps, two_people):
-        image = frame.image.copy()
-        for k in two_people(frame.index):
-            x0, y0, x1, y1 = (int(v) for v in FACE_BOXES[k])
-            image[y0:y1, x0:x1] = np.clip(image[y0:y1, x0:x1].astype(int) + frame.index % 7, 0, 255)
-        frames.append(dataclasses.replace(frame, image=image))
-    return frames
-
-
-@pytest.mark.parametrize("threaded", [False, True])
-def test_classify_every_n_classifies_each_track_every_nth_frame_and_holds_its_emotion(models, threaded):
-    frames = changing_faces(50, 25.0)  # face 0 (track 1) from frame 0, face 1 (track 2) from frame 30
-    every_frame = list(analyse_frames(frames, models, AnalysisOptions(classify_every=1, threaded=threaded),
-                                      FakeTracker()))
-    counting = CountingClassifier(models.classifier.inner)
-    held = list(analyse_frames(frames, Models(models.detector, counting),
-                               AnalysisOptions(classify_every=3, threaded=threaded), FakeTracker()))
-    assert sum(counting.batches) == math.ceil(50 / 3) + math.ceil(20 / 3)
-    first_frame = {1: 0, 2: 30}
-    for exact, item in zip(every_frame, held, strict=True):
-        assert item.faces.faces.track_id.tolist() == exact.faces.faces.track_id.tolist()
-        for row, track in enumerate(item.faces.faces.track_id.tolist()):
-            classified_at = item.index - (item.index - first_frame[track]) % 3  # a new track at once, then every 3rd
-            then = every_frame[classified_at].faces.faces
-            np.testing.assert_array_equal(item.faces.faces.probs[row], then.probs[then.track_id.tolist().index(track)])
-            if classified_at != item.index:  # held: not what this frame alone would give
-                assert not np.allclose(item.faces.faces.probs[row], exact.faces.faces.probs[row])
-
-
-def test_untracked_faces_are_classified_in_every_frame(models):
-    class NoIds(FakeTracker):
-        def update(self, faces, timestamp_s, image_bgr=None):
-            self.last = faces  # track id -1 (NO_TRACK)
-            return faces
-
-    counting = CountingClassifier(models.classifier.inner)
-    out = list(analyse_frames(changing_faces(12, 25.0), Models(models.detector, counting),
-                              AnalysisOptions(classify_every=4, every=1), NoIds()))
-    assert sum(counting.batches) == 12
-    assert all(np.all(np.isfinite(f.faces.faces.probs)) for f in out)
-
-
-def test_sample_fps_analyses_some_frames_and_passes_all_on(models):
-    options = AnalysisOptions(sample_fps=5, every=1, full_scan_every_s=0)  # one detector call per analysed frame
-    out = list(analyse_frames(synthetic_frames(50, 25.0), models, options, FakeTracker()))
-    assert [f.index for f in out] == list(range(50))
-    assert [f.index for f in out if f.faces is not None] == list(range(0, 50, 5))
-    assert models.detector.calls + models.detector.region_calls == 10
-
-
-def test_sampler_takes_the_first_frame_at_or_after_each_tick():
-    sampler = Sampler(2.0)  # ticks at 0, 0.5, 1.0, ...
-    times = [0.0, 0.2, 0.49, 0.51, 0.7, 1.0, 1.9, 2.6, 2.61]  # variable frame rate
-    assert [t for t in times if sampler.take(t)] == [0.0, 0.51, 1.0, 1.9, 2.6]
-    everything = Sampler(None)
-    assert all(everything.take(t) for t in times)
-    at_29_97 = Sampler(1.0)
-    assert sum(at_29_97.take(i / 29.97) for i in range(300)) == 10  # one per second 0..9 (frame 299: 9.977 s)
-
-
-def test_options_are_validated():
-    with pytest.raises(ValueError, match="every"):
-        AnalysisOptions(every=0)
-    with pytest.raises(ValueError, match="classify_every"):
-        AnalysisOptions(classify_every=0)
-    with pytest.raises(ValueError, match="full_scan_every_s"):
-        AnalysisOptions(full_scan_every_s=-1)
-    assert (AnalysisOptions().coarse_side_px, AnalysisOptions(detect_size_px=64).coarse_side_px) == (320, 32)
-    assert AnalysisOptions(detect_size_px=63).coarse_side_px is None  # half would be under 32 px: every scan full
-    with pytest.raises(ValueError, match="sample_fps"):
-        AnalysisOptions(sample_fps=0)
-    with pytest.raises(ValueError, match="inference_threads"):
-        AnalysisOptions(inference_threads=-1)
-
-
-@pytest.mark.parametrize("threads", [1, 0])
-def test_load_models_gives_both_sessions_the_thread_count(threads):
-    models = load_models(AnalysisOptions(device="cpu", inference_threads=threads))
-    sessions = [models.detector.session] + [session for _, session, _ in models.classifier._members]
-    assert [s.get_session_options().intra_op_num_threads for s in sessions] == [threads] * len(sessions)
-
-
-def test_load_models_applies_the_session_config_to_both_sessions():
-    import onnxruntime as ort
-
-    def spin_unoptimised(options):
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1")  # overrides emovid's "0"
-
-    models = load_models(AnalysisOptions(device="cpu"), session_config=spin_unoptimised)
-    sessions = [models.detector.session] + [session for _, session, _ in models.classifier._members]
-    for session in sessions:
-        options = session.get_session_options()
-        assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
-
-
-# --- inputs -----------------------------------------------------------------------------------------------------
-
-
-def touch(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"")
-    return path
-
-
-def test_inputs_from_files_folders_and_globs(tmp_path):
-    a = touch(tmp_path / "clips" / "a.mp4")
-    b = touch(tmp_path / "clips" / "B.MOV")
-    touch(tmp_path / "clips" / "a.annotated.mp4")  # an output of an earlier run: not an input
-    touch(tmp_path / "clips" / "notes.txt")
-    c = touch(tmp_path / "clips" / "sub" / "c.webm")
-    d = touch(tmp_path / "d.avi")
-    assert collect_inputs([tmp_path / "clips"]) == [b, a]
-    assert collect_inputs([str(tmp_path / "clips" / "**" / "*.webm"), d, str(a)]) == [c, d, a]
-    assert collect_inputs([str(tmp_path / "clips" / "*")]) == [b, a, c]  # a matched folder is searched
-    assert collect_inputs([a, tmp_path / "clips"]) == [a, b]  # each input once
-
-
-def test_missing_inputs_are_input_errors(tmp_path):
-    touch(tmp_path / "empty" / "readme.txt")
-    with pytest.raises(InputError, match="nope.mp4: no such file or folder"):
-        collect_inputs([tmp_path / "nope.mp4"])
-    with pytest.raises(InputError, match=r"empty, .*\*.mkv: no video files found \(mp4/mov/mkv/avi/webm/m4v\)"):
-        collect_inputs([tmp_path / "empty", str(tmp_path / "*.mkv")])
-
-
-def test_inputs_that_would_write_the_same_outputs_are_refused(tmp_path):
-    a, b = touch(tmp_path / "x" / "clip.mp4"), touch(tmp_path / "y" / "clip.mp4")
-    check_output_collisions([a, b], OutputOptions())  # beside each input: fine
-    with pytest.raises(InputError, match=r"clip.mp4 and .*clip.mp4 would both write .*clip.timeline.csv"):
-        check_output_collisions([a, b], OutputOptions(out_dir=tmp_path / "out"))
-
-
-# --- whole videos --------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -461,13 +280,3 @@ def test_analyze_returns_dataframes(clip_29_97, models):
         analyze(clip_29_97, models=models, colour=True)
     with pytest.raises(InputError):
         analyze(clip_29_97.with_name("missing.mp4"), models=models)
-
-
-def test_the_recorded_options_change_with_a_model_file_retrained_in_place_not_with_speed_options(tmp_path):
-    model = tmp_path / "mine.onnx"
-    model.write_bytes(b"weights")
-    before = AnalysisOptions(model=str(model)).shaping()
-    assert AnalysisOptions(model=str(model), threaded=False, inference_threads=1).shaping() == before
-    assert AnalysisOptions(model=str(model), every=1).shaping() != before
-    model.write_bytes(b"retrained weights")
-    assert AnalysisOptions(model=str(model)).shaping() != before
