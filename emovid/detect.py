@@ -262,9 +262,9 @@ def _paste_rgb(blob_chw: np.ndarray, image_bgr: np.ndarray, size_wh: tuple[int, 
 
 def load_detector(name: str = AUTO, device: Device | str = "auto", min_face_px: float = 0,
                   **options) -> FaceDetector:
-    """The face detector called `name`: centerface (float), centerface-int8 (its int8 copy, 7-bit weights: 1.3-1.9x
-    faster on the CPU; recall of faces of 32-64 px 0.91 vs 0.92 in float, see docs/models.md), or auto = centerface-int8
-    on the CPU and centerface on a GPU. ModelError for an unknown name."""
+    """The face detector called `name`: centerface (float), centerface-int8 (its int8 copy with 7-bit weights, faster
+    on the CPU at about the same recall; docs/models.md), or auto = centerface-int8 on the CPU and centerface on a
+    GPU. ModelError for an unknown name."""
     if name not in DETECTORS:
         raise ModelError(f"{name}: unknown face detector (available: {', '.join(DETECTORS)})")
     if name == AUTO:

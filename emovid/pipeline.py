@@ -61,29 +61,15 @@ def process_video(path: Path | str, options: AnalysisOptions = AnalysisOptions()
     for an undecodable or cut file, OutputError for an output emovid did not write, ModelError for an emotion model
     that returns NaN...).
     """
-    from emovid.annotate import annotate
-    from emovid.tables import open_table
-    from emovid.timeline import FRAME_TABLE, TIMELINE_TABLE, TimelineBuilder, frame_values, render_png
-    from emovid.video import VideoSink, probe, read_frames
+    from emovid.timeline import TimelineBuilder
+    from emovid.video import read_frames
 
     path = Path(path)
-    paths = outputs.paths_for(path)
-    identity, shaping = input_identity(path), options.shaping()
-    if not (outputs.overwrite or outputs.always) and matching_outputs(paths, identity, shaping):
-        return VideoResult(path=path, status="skipped", outputs=paths.paths())
-    foreign = [] if outputs.overwrite else foreign_outputs(paths)
-    if foreign:
-        raise OutputError(f"{foreign[0]}: exists and was not written by emovid (or was changed since); --overwrite "
-                          "replaces it")
     started = time.perf_counter()
-    info = probe(path, max_megapixels=options.max_megapixels)
-    width, height = info.size_wh  # as decoded (a header may say otherwise)
-    if width * height > options.max_megapixels * 1e6:
-        raise InputError(f"{path}: frames of {width}x{height} are over --max-megapixels {options.max_megapixels:g} "
-                         "(memory grows with frame size; raise it to analyse this video)")
-    if paths.paths():
-        prepare_dir(paths.paths()[0].parent)
-        check_names(paths)
+    prepared = _prepare(path, options, outputs)
+    if isinstance(prepared, VideoResult):
+        return prepared
+    paths, identity, shaping, info = prepared
     models = models or loading.load_models(options)
     builder = TimelineBuilder(path.name, info.duration_s, frame_period_s=1.0 / info.fps, input_id=input_id(path))
     tracks: set[int] = set()
@@ -93,71 +79,138 @@ def process_video(path: Path | str, options: AnalysisOptions = AnalysisOptions()
         progress(0, total)
     with ExitStack() as stack:
         staged = stack.enter_context(Staged())  # exits last: removes the temporaries unless committed
-        sink = None
-        if paths.video is not None:
-            temp_video = staged.temp(paths.video)
-            sink = stack.enter_context(VideoSink(temp_video, info, audio_from=path if info.has_audio else None))
-        frames_table = None
-        frames_closing = stack.enter_context(ExitStack())  # closed before the commit, or with the rest on a failure
-        if paths.frames is not None:
-            frames_table = frames_closing.enter_context(open_table(staged, paths.frames, FRAME_TABLE,
-                                                                   outputs.table_format))
+        sinks = stack.enter_context(_Sinks(staged, path, info, paths, options, outputs.table_format,
+                                           models.classifier.labels))
         frames = read_frames(path, info)
-        encode = writer = None
-        if sink is not None:
-            def encode(drawn: tuple[np.ndarray, float]) -> None:
-                sink.write(*drawn)
-        if options.threaded:  # decode ahead and encode behind the analysis; each exits before the sink does
-            from emovid.stream import BackgroundWriter, Prefetch, queue_size
+        if options.threaded:  # decode ahead of the analysis
+            from emovid.stream import Prefetch
 
-            depth = queue_size(info.size_wh[0] * info.size_wh[1] * 3)
-            frames = stack.enter_context(Prefetch(frames, maxsize=depth, name="emovid-decode"))
-            if encode is not None:
-                # Only the encoder in its thread: libx264 sets the pace, and drawing there too kept its frame threads
-                # waiting for the next frame.
-                writer = stack.enter_context(BackgroundWriter(encode, maxsize=depth, name="emovid-encode"))
-                encode = writer.submit
-        stream = analyse_frames(frames, models, options, keep_images=sink is not None)
-        for item in stream:
+            frames = stack.enter_context(Prefetch(frames, maxsize=sinks.depth, name="emovid-decode"))
+        for item in analyse_frames(frames, models, options, keep_images=sinks.sink is not None):
             decoded += 1
             builder.saw(item.timestamp_s)
             if item.faces is not None:
-                probs = item.faces.faces.probs
-                if len(probs) and not np.isfinite(probs).all():  # dropping those faces would report "no face"
-                    raise ModelError(f"{path}: {_model_name(models.classifier)} returned NaN or infinite "
-                                     f"probabilities for a face at {item.timestamp_s:.3f} s")
+                _check_probabilities(path, item, models.classifier)
                 analysed += 1
                 builder.add(item.faces)
                 tracks.update(int(t) for t in item.faces.faces.track_id if t >= 0)
-                if frames_table is not None:
-                    frames_table.write(frame_values(item.faces))
                 if on_frame is not None:
                     on_frame(item.faces)
-            if encode is not None:
-                faces = item.faces.faces if item.faces is not None else Faces.empty()
-                encode((annotate(item.image, faces, models.classifier.labels), item.timestamp_s))
+            sinks.write(item)
             if progress is not None:
                 progress(decoded, max(total, decoded))
         if decoded == 0:
             raise InputError(f"{path}: no frames could be decoded")
-        # every output is finished before any is renamed (Staged.commit): all or none
-        if writer is not None:
-            writer.close()  # the frames still queued for encoding
-        if sink is not None:
-            sink.close()
-        frames_closing.close()  # the per-frame table is complete
+        sinks.close()  # every output is finished before any is renamed (Staged.commit): all or none
         timeline = builder.build()
-        if paths.csv is not None:
-            with open_table(staged, paths.csv, TIMELINE_TABLE, outputs.table_format) as table:
-                table.write(row.values() for row in timeline.rows)
-        if paths.png is not None:
-            staged.write(paths.png, render_png(timeline))
+        _stage_timeline(staged, paths, timeline, outputs.table_format)
         if paths.paths():
             staged.write(paths.manifest, manifest_text(paths, staged, identity, shaping))  # renamed last
         staged.commit()
     return VideoResult(path=path, status="done", outputs=paths.paths(), duration_s=timeline.duration_s,
                        frames=decoded, analysed_frames=analysed, tracks=len(tracks),
                        elapsed_s=time.perf_counter() - started, timeline=timeline)
+
+
+def _prepare(path: Path, options: AnalysisOptions, outputs: OutputOptions):
+    """(output paths, input identity, shaping options, VideoInfo) of a video to process, or its "skipped" result.
+    OutputError for an output emovid did not write, InputError for an unreadable or too large video."""
+    from emovid.video import probe
+
+    paths = outputs.paths_for(path)
+    identity, shaping = input_identity(path), options.shaping()
+    if not (outputs.overwrite or outputs.always) and matching_outputs(paths, identity, shaping):
+        return VideoResult(path=path, status="skipped", outputs=paths.paths())
+    foreign = [] if outputs.overwrite else foreign_outputs(paths)
+    if foreign:
+        raise OutputError(f"{foreign[0]}: exists and was not written by emovid (or was changed since); --overwrite "
+                          "replaces it")
+    info = probe(path, max_megapixels=options.max_megapixels)
+    width, height = info.size_wh  # as decoded (a header may say otherwise)
+    if width * height > options.max_megapixels * 1e6:
+        raise InputError(f"{path}: frames of {width}x{height} are over --max-megapixels {options.max_megapixels:g} "
+                         "(memory grows with frame size; raise it to analyse this video)")
+    if paths.paths():
+        prepare_dir(paths.paths()[0].parent)
+        check_names(paths)
+    return paths, identity, shaping, info
+
+
+class _Sinks:
+    """Where a video's analysed frames go besides the timeline: the annotated video (drawn here, encoded in a thread
+    when threaded) and the per-frame table, all staged. `close()` finishes them in order; leaving the `with` block
+    without it (a failure) stops and closes them."""
+
+    def __init__(self, staged: Staged, path: Path, info, paths, options: AnalysisOptions, table_format: str,
+                 labels: Sequence[str]):
+        from emovid.stream import queue_size
+        from emovid.tables import open_table
+        from emovid.timeline import FRAME_TABLE
+        from emovid.video import VideoSink
+
+        self.labels = labels
+        self.depth = queue_size(info.size_wh[0] * info.size_wh[1] * 3)
+        self._stack = ExitStack()
+        self.sink = self.table = self._writer = None
+        self._encode = None
+        if paths.video is not None:
+            self.sink = self._stack.enter_context(VideoSink(staged.temp(paths.video), info,
+                                                            audio_from=path if info.has_audio else None))
+            self._encode = self._write_video
+            if options.threaded:
+                from emovid.stream import BackgroundWriter
+
+                # Only the encoder in its thread: libx264 sets the pace, and drawing there too kept its frame threads
+                # waiting for the next frame.
+                self._writer = self._stack.enter_context(BackgroundWriter(self._write_video, maxsize=self.depth,
+                                                                          name="emovid-encode"))
+                self._encode = self._writer.submit
+        if paths.frames is not None:
+            self.table = self._stack.enter_context(open_table(staged, paths.frames, FRAME_TABLE, table_format))
+
+    def _write_video(self, drawn: tuple[np.ndarray, float]) -> None:
+        self.sink.write(*drawn)
+
+    def write(self, item: AnalysedFrame) -> None:
+        from emovid.annotate import annotate
+        from emovid.timeline import frame_values
+
+        if self.table is not None and item.faces is not None:
+            self.table.write(frame_values(item.faces))
+        if self._encode is not None:
+            faces = item.faces.faces if item.faces is not None else Faces.empty()
+            self._encode((annotate(item.image, faces, self.labels), item.timestamp_s))
+
+    def close(self) -> None:
+        """Finish the per-frame table, then the frames still queued for encoding, then the video."""
+        self._stack.close()
+
+    def __enter__(self) -> _Sinks:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.__exit__(*exc)
+
+
+def _stage_timeline(staged: Staged, paths, timeline, table_format: str) -> None:
+    """The timeline table and PNG, staged."""
+    from emovid.tables import open_table
+    from emovid.timeline import TIMELINE_TABLE, render_png
+
+    if paths.csv is not None:
+        with open_table(staged, paths.csv, TIMELINE_TABLE, table_format) as table:
+            table.write(row.values() for row in timeline.rows)
+    if paths.png is not None:
+        staged.write(paths.png, render_png(timeline))
+
+
+def _check_probabilities(path: Path, item: AnalysedFrame, classifier: EmotionClassifier) -> None:
+    """ModelError when the model returned NaN or infinite probabilities (dropping those faces would report "no
+    face")."""
+    probs = item.faces.faces.probs
+    if len(probs) and not np.isfinite(probs).all():
+        raise ModelError(f"{path}: {_model_name(classifier)} returned NaN or infinite probabilities for a face at "
+                         f"{item.timestamp_s:.3f} s")
 
 
 def _model_name(classifier: EmotionClassifier) -> str:

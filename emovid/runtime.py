@@ -62,8 +62,8 @@ _DRIVER_LIBRARIES = {"win32": ("nvcuda.dll",), "linux": ("libcuda.so.1", "libcud
 @functools.cache
 def gpu_driver_present() -> bool:
     """Whether the NVIDIA driver's CUDA library (libcuda / nvcuda.dll) loads. Without it neither the CUDA nor the
-    TensorRT provider can start, so `auto` goes straight to the CPU: trying CUDA first cost about 50 ms per model
-    at every start on machines with onnxruntime-gpu and no GPU."""
+    TensorRT provider can start, so `auto` goes straight to the CPU: trying CUDA first costs time per model at every
+    start on machines with onnxruntime-gpu and no GPU."""
     import ctypes
 
     for name in _DRIVER_LIBRARIES.get(sys.platform, ()):

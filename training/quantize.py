@@ -9,10 +9,9 @@ source's metadata; its `emovid.test_accuracy` / `emovid.val_accuracy` are measur
 
 Why 7-bit weights: the same int8 model computes differently on different CPUs. With VNNI (AVX-512 VNNI, AVX-VNNI)
 the products are summed exactly; with AVX2 alone ONNX Runtime sums pairs of uint8 x int8 products in int16 with
-saturation, which full 8-bit weights overflow. Measured on the shipped scratch model (PrivateTest, float 66.27 %):
-8-bit weights 66.41 % with exact arithmetic but 65.63 % on an AVX2 CPU (-0.64 points, over the rule); 7-bit
-weights 66.36 % exact and 66.33 % on AVX2. So every int8 copy is checked both ways (this CPU's kernels, and the
-graph run without optimisation, i.e. the exact quantised arithmetic) and the lower accuracy is the one that counts.
+saturation, which full 8-bit weights overflow and 7-bit weights do not (docs/models.md has the measurements). So
+every int8 copy is checked both ways (this CPU's kernels, and the graph run without optimisation, i.e. the exact
+quantised arithmetic) and the lower accuracy is the one that counts.
 
     python -m training.quantize emovid/models/scratch.onnx --data fer2013.csv.gz --out emovid/models/scratch-int8.onnx
 """
