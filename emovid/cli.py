@@ -22,6 +22,7 @@ from typing import Annotated
 import typer
 
 from emovid import DEFAULT_CLASSIFY_EVERY, DEFAULT_EVERY, DEFAULT_FULL_SCAN_S, DEFAULT_SCAN_S, __version__
+from emovid.registry import DETECTORS
 from emovid.runtime import Device
 
 app = typer.Typer(
@@ -45,10 +46,7 @@ class TableFormat(StrEnum):
     parquet = "parquet"
 
 
-class Detector(StrEnum):
-    auto = "auto"
-    centerface = "centerface"
-    centerface_int8 = "centerface-int8"
+Detector = StrEnum("Detector", {name.replace("-", "_"): name for name in DETECTORS})
 
 
 def _version(value: bool) -> None:

@@ -27,12 +27,12 @@ import numpy as np
 
 from emovid.errors import ModelError
 from emovid.faces import Faces
+from emovid.registry import DETECTOR_AUTO, DETECTORS, detector_path
 from emovid.runtime import Device, RuntimeInfo, SessionConfig, cpu_only, create_session
 
-MODEL_PATH = Path(__file__).resolve().parent / "models" / "centerface.onnx"
-INT8_MODEL_PATH = MODEL_PATH.with_name("centerface-int8.onnx")  # tools/quantize_centerface.py
-AUTO = "auto"  # centerface-int8 on the CPU, centerface (float) on a GPU
-DETECTORS = (AUTO, "centerface", "centerface-int8")
+MODEL_PATH = detector_path("centerface")
+INT8_MODEL_PATH = detector_path("centerface-int8")  # tools/quantize_centerface.py
+AUTO = DETECTOR_AUTO
 DEFAULT_MAX_SIDE = 640
 REGION_PX = 128  # side of the network input for one window of detect_regions (a multiple of 32)
 REGION_CONTEXT = 2.0  # a window's side, in multiples of the face's longer side (room to move between detections)

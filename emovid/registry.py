@@ -1,5 +1,6 @@
-"""The shipped emotion models by name: `scratch`, `mobilenetv2`, `vgg16`, their int8 copies `<name>-int8`, the
-`ensemble` of all of them and `best`. Every command resolves model names here; nothing heavy is imported."""
+"""The shipped models by name. Emotion models: `scratch`, `mobilenetv2`, `vgg16`, their int8 copies `<name>-int8`,
+the `ensemble` of all of them and `best`. Face detectors: `centerface`, its int8 copy `centerface-int8` and `auto`.
+Every command resolves model names here; nothing heavy is imported."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ INT8_SUFFIX = "-int8"  # <name>-int8.onnx: the int8 copy of a shipped model (tra
 ENSEMBLE = "ensemble"
 BEST = "best"
 MODEL_CHOICES = (BEST, *SHIPPED, ENSEMBLE)
+DETECTOR_AUTO = "auto"  # centerface-int8 on the CPU, centerface (float) on a GPU
+DETECTORS = (DETECTOR_AUTO, "centerface", "centerface-int8")
 
 
 def shipped_models_dir() -> Path:
@@ -39,3 +42,8 @@ def is_shipped_name(name: str) -> bool:
 def shipped_path(name: str, models_dir: Path | None = None) -> Path:
     """Where shipped model `name` (is_shipped_name) lives; it may be missing (the caller says so its way)."""
     return (models_dir or shipped_models_dir()) / f"{name}.onnx"
+
+
+def detector_path(name: str) -> Path:
+    """The ONNX file of shipped face detector `name` (centerface or centerface-int8)."""
+    return Path(__file__).resolve().parent / "models" / f"{name}.onnx"
