@@ -131,10 +131,6 @@ def run_on_ray(paths: Sequence[Path], analysis: AnalysisOptions, outputs: Output
     ClusterError when Ray is missing or unreachable; KeyboardInterrupt cancels the work, kills the workers and
     removes their temporaries (on this machine) before it propagates."""
     ray = _import_ray()
-    from ray.exceptions import RayError, RayTaskError
-
-    from emovid.outputs import remove_stale_temporaries
-
     results: list[VideoResult | None] = [None] * len(paths)
     todo: deque[int] = deque()
     for i, path in enumerate(paths):
@@ -146,7 +142,48 @@ def run_on_ray(paths: Sequence[Path], analysis: AnalysisOptions, outputs: Output
                 on_result(results[i])
     if not todo:
         return [r for r in results if r is not None]
-    _connect(ray, cluster)
+    interrupt = _Interrupt()
+    try:
+        _connect(ray, cluster)
+        return _dispatch(ray, paths, analysis, outputs, cluster, results, todo, on_result, interrupt)
+    finally:
+        interrupt.restore()
+
+
+class _Interrupt:
+    """Ctrl-C as a flag the dispatch loop checks: Ray's waits may run Python's SIGINT handler inside its own code,
+    where the KeyboardInterrupt can be lost. Only in the main thread, and only when SIGINT has Python's default."""
+
+    def __init__(self) -> None:
+        import signal
+        import threading
+
+        self._event = threading.Event()
+        self._previous = None
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._previous = signal.signal(signal.SIGINT, lambda signum, frame: self._event.set())
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+        self.check()  # a Ctrl-C after the last check still interrupts
+
+
+def _dispatch(ray, paths: Sequence[Path], analysis: AnalysisOptions, outputs: OutputOptions, cluster: ClusterOptions,
+              results: list, todo: deque, on_result, interrupt: _Interrupt) -> list[VideoResult]:
+    """The dispatch loop of run_on_ray, once Ray is up."""
+    from ray.exceptions import RayError, RayTaskError
+
+    from emovid.outputs import remove_stale_temporaries
+
     threads = max(1, int(cluster.cpus_per_worker))
     remote = ray.remote(num_cpus=cluster.cpus_per_worker, num_gpus=cluster.gpus_per_worker, max_restarts=0)(_Worker)
     worker_analysis = analysis if analysis.inference_threads else _with_threads(analysis, threads)
@@ -162,6 +199,7 @@ def run_on_ray(paths: Sequence[Path], analysis: AnalysisOptions, outputs: Output
     try:
         idle = [new_actor() for _ in range(min(cluster.workers, len(todo)))]
         while todo or in_flight:
+            interrupt.check()
             while idle and todo:
                 actor, index = idle.pop(), todo.popleft()
                 attempts[index] = attempts.get(index, 0) + 1

@@ -156,6 +156,12 @@ def test_ray_and_csv_together_is_a_usage_error(batch, tmp_path):
     assert result.exit_code == 2
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT back to its default. A test run started in the background inherits SIGINT ignored, and
+    Python keeps an ignored SIGINT ignored, so the signal would never arrive."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_cancels_the_cluster_work_and_leaves_no_temporaries(batch, tmp_path):
     import subprocess
     import sys
@@ -165,7 +171,7 @@ def test_ctrl_c_cancels_the_cluster_work_and_leaves_no_temporaries(batch, tmp_pa
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     process = subprocess.Popen([sys.executable, "-m", "emovid", "annotate", str(long_video), "--out", str(out),
                                 "--ray", "local", "--workers", "1", "--device", "cpu"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, preexec_fn=_default_sigint)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None and not list(out.glob(".*tmp*")):
         time.sleep(0.05)
@@ -185,3 +191,20 @@ def test_without_ray_the_option_names_the_install_command(tmp_path, monkeypatch)
     result = CliRunner().invoke(app, ["timeline", str(video), "--out", str(tmp_path / "out"), "--ray", "local"])
     assert result.exit_code == 2
     assert "pip install 'emovid[ray]'" in result.output and "Traceback" not in result.output
+
+
+def test_ctrl_c_during_ray_s_own_calls_is_kept_for_the_dispatch_loop():
+    from emovid.cluster import _Interrupt
+
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)  # a run started in the background ignores it
+    try:
+        interrupt = _Interrupt()
+        os.kill(os.getpid(), signal.SIGINT)  # lands while "Ray" runs: only noted
+        time.sleep(0.05)
+        with pytest.raises(KeyboardInterrupt):
+            interrupt.check()
+        with pytest.raises(KeyboardInterrupt):  # still pending when the loop has ended
+            interrupt.restore()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, outer)
