@@ -41,6 +41,13 @@ def files_in(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
+def size_of(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # renamed or removed meanwhile
+        return 0
+
+
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory) -> tuple[Path, Path, Path]:
     folder = tmp_path_factory.mktemp("clips")
@@ -101,8 +108,8 @@ def test_sigterm_and_sighup_mid_video_exit_cleanly_like_ctrl_c(tmp_path, clips, 
                             preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + WAIT_S
-        # the long video's per-frame table is open: the short one is done and the long one is being analysed
-        while not any(name.startswith(".long.frames.csv.tmp-") for name in files_in(out)):
+        # the long video's per-frame table has rows on disk: its analysis is under way, past its start-up
+        while not any(name.startswith(".long.frames.csv.tmp-") and size_of(out / name) > 0 for name in files_in(out)):
             assert proc.poll() is None, f"finished before it could be stopped: {proc.communicate()}"
             assert time.monotonic() < deadline, "the long video never started"
             time.sleep(0.02)
