@@ -18,7 +18,7 @@ import numpy as np
 from emovid import EMOTIONS
 from emovid.crop import CROP_SIZE
 from emovid.errors import ModelError
-from emovid.registry import (  # noqa: F401  (shipped_models_dir, MODEL_CHOICES: re-exported)
+from emovid.registry import (
     BEST,
     ENSEMBLE,
     INT8_SUFFIX,

@@ -82,8 +82,6 @@ def output_paths(video_path: Path, out_dir: Path | None = None, *, video: bool =
                  png: bool = True, frames: bool = False, table_format: str = "csv") -> OutputPaths:
     """Outputs named after the input's stem, in `out_dir` (None: beside the input); the timeline and per-frame
     tables end in `.<table_format>`."""
-    if table_format not in TABLE_FORMATS:
-        raise ValueError(f"table_format must be one of {TABLE_FORMATS}, got {table_format!r}")
     video_path = Path(video_path)
     folder = Path(out_dir) if out_dir is not None else video_path.parent
     stem = video_path.stem

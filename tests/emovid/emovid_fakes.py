@@ -63,6 +63,11 @@ def marker_script(image_bgr: np.ndarray) -> list[tuple[float, float, float, floa
 FACE_BOXES = ((20.0, 30.0, 60.0, 70.0), (100.0, 40.0, 140.0, 80.0))
 
 
+def two_people(i: int) -> tuple[int, ...]:
+    """Face 0 in every frame, face 1 from frame 30 on (a `faces` argument of synthetic_frames)."""
+    return (0, 1) if i >= 30 else (0,)
+
+
 def synthetic_frames(n_frames: int, fps: float, faces: Callable[[int], tuple[int, ...]] = lambda i: (0,),
                      size_wh: tuple[int, int] = (160, 120)) -> Iterator[Frame]:
     """Frames at timestamps index / fps. `faces(i)` lists the FACE_BOXES shown in frame i: each is drawn as a

@@ -11,33 +11,15 @@ import pytest
 from emovid_fakes import (
     FACE_BOXES,
     CountingClassifier,
-    FakeDetector,
     FakeTracker,
-    marker_script,
     synthetic_frames,
+    two_people,
 )
-from onnx_models import brightness_model
 
 from emovid import EMOTIONS
 from emovid.analysis import Sampler, analyse_frames
-from emovid.classify import load_classifier
 from emovid.loading import Models
 from emovid.options import AnalysisOptions
-
-
-@pytest.fixture(scope="module")
-def classifier(tmp_path_factory):
-    return load_classifier(brightness_model(tmp_path_factory.mktemp("m") / "bright.onnx"), device="cpu")
-
-
-@pytest.fixture
-def models(classifier):
-    return Models(detector=FakeDetector(marker_script), classifier=CountingClassifier(classifier))
-
-
-def two_people(i: int) -> tuple[int, ...]:
-    """Face 0 in every frame, face 1 from frame 30 on."""
-    return (0, 1) if i >= 30 else (0,)
 
 
 def test_frames_come_out_in_order_tracked_and_classified(models):

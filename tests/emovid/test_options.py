@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from emovid.options import AnalysisOptions
+from emovid.options import AnalysisOptions, OutputOptions
 
 
 def test_options_are_validated():
@@ -31,3 +33,9 @@ def test_the_recorded_options_change_with_a_model_file_retrained_in_place_not_wi
     assert AnalysisOptions(model=str(model), every=1).shaping() != before
     model.write_bytes(b"retrained weights")
     assert AnalysisOptions(model=str(model)).shaping() != before
+
+
+def test_output_options_take_only_known_table_formats():
+    assert OutputOptions(table_format="parquet").paths_for(Path("v.mp4")).csv == Path("v.timeline.parquet")
+    with pytest.raises(ValueError, match="table_format"):
+        OutputOptions(table_format="xlsx")

@@ -8,36 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 from emovid_fakes import (
-    CountingClassifier,
     FakeDetector,
     marker_script,
     synthetic_frames,
+    two_people,
     write_video,
 )
-from onnx_models import brightness_model
 
 from emovid.annotate import color_for
-from emovid.classify import load_classifier
 from emovid.errors import InputError, ModelError, OutputError
 from emovid.loading import Models, ModelsLoading
 from emovid.options import AnalysisOptions, OutputOptions
 from emovid.pipeline import process_video, run_batch
 from emovid.video import probe, read_frames
-
-
-@pytest.fixture(scope="module")
-def classifier(tmp_path_factory):
-    return load_classifier(brightness_model(tmp_path_factory.mktemp("m") / "bright.onnx"), device="cpu")
-
-
-@pytest.fixture
-def models(classifier):
-    return Models(detector=FakeDetector(marker_script), classifier=CountingClassifier(classifier))
-
-
-def two_people(i: int) -> tuple[int, ...]:
-    """Face 0 in every frame, face 1 from frame 30 on."""
-    return (0, 1) if i >= 30 else (0,)
 
 
 @pytest.fixture(scope="module")
