@@ -118,16 +118,52 @@ def _augmenter(seed: int, kind: str = "standard"):
         layers.RandomBrightness(0.2, value_range=(0, 255), seed=seed + 5),
     ]
     if kind == "video":
-        steps += [
-            layers.RandomGaussianBlur(factor=(0.0, 1.0), kernel_size=3, sigma=1.0, value_range=(0, 255),
-                                      seed=seed + 6),  # motion and focus blur, small faces upscaled
-            layers.Rescaling(1 / 255.0),  # GaussianNoise takes a standard deviation of at most 1
-            layers.GaussianNoise(0.025, seed=seed + 7),  # sensor noise and compression grain
-            layers.Rescaling(255.0),
-            layers.RandomErasing(factor=(0.0, 0.3), scale=(0.02, 0.12), value_range=(0, 255),
-                                 seed=seed + 8),  # hands, microphones and glasses over part of the face
-        ]
+        steps.append(_video_degradation(seed + 6))
     return keras.Sequential(steps, name="augment")
+
+
+def _video_degradation(seed: int):
+    """A Keras layer that degrades a batch of 0-255 faces as real footage does: focus and motion blur, small
+    faces upscaled, sensor noise, a hand or microphone over part of the face. Batch-wide tensor ops, so it costs
+    little next to the model (Keras' per-image blur and erasing layers made an epoch several times longer)."""
+    import keras
+    import tensorflow as tf
+
+    class VideoDegradation(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.generator = keras.random.SeedGenerator(seed)
+            g = np.exp(-0.5 * np.arange(-1, 2) ** 2)
+            kernel = np.outer(g, g) / np.outer(g, g).sum()
+            self.kernel = tf.constant(kernel[:, :, None, None], tf.float32)
+
+        def call(self, images, training=None):
+            if not training:
+                return images
+            x = tf.cast(images, tf.float32)
+            n, h, w = tf.shape(x)[0], x.shape[1], x.shape[2]
+
+            def uniform(shape, low=0.0, high=1.0):
+                return keras.random.uniform(shape, low, high, seed=self.generator)
+
+            blurred = tf.nn.conv2d(tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], "REFLECT"), self.kernel, 1, "VALID")
+            amount = uniform((n, 1, 1, 1))
+            x = x + amount * (blurred - x)
+            side = tf.cast(uniform((), 16.0, 40.0), tf.int32)  # one size per batch: a resize per image is slow
+            small = tf.image.resize(tf.image.resize(x, [side, side], "area"), [h, w], "bilinear")
+            x = tf.where(uniform((n, 1, 1, 1)) < 0.3, small, x)
+            x = x + keras.random.normal(tf.shape(x), stddev=0.025 * 255.0, seed=self.generator)
+            area = uniform((n, 1, 1, 1), 0.02, 0.12) * (h * w)
+            aspect = tf.exp(uniform((n, 1, 1, 1), -0.7, 0.7))
+            half_h, half_w = tf.sqrt(area * aspect) / 2, tf.sqrt(area / aspect) / 2
+            cy, cx = uniform((n, 1, 1, 1), 0.0, float(h)), uniform((n, 1, 1, 1), 0.0, float(w))
+            rows = tf.range(h, dtype=tf.float32)[None, :, None, None]
+            cols = tf.range(w, dtype=tf.float32)[None, None, :, None]
+            patch = (tf.abs(rows - cy) < half_h) & (tf.abs(cols - cx) < half_w) & (uniform((n, 1, 1, 1)) < 0.25)
+            x = tf.where(patch, uniform((n, 1, 1, 1), 0.0, 255.0), x)
+            return tf.clip_by_value(x, 0.0, 255.0)
+
+    return VideoDegradation(name="video_degradation")
 
 
 def _datasets(images, targets, labels, val_images, val_labels, config: TrainConfig):
