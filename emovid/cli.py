@@ -173,14 +173,34 @@ def _fail_usage(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+TERMINATE_GRACE_S = 15.0  # how long the cleanup after SIGTERM/SIGHUP may take before the process ends anyway
+
+
 def _on_signal(signum, frame) -> None:
     import signal
+    import threading
 
     from emovid.errors import Terminated
 
     for other in (signal.SIGTERM, signal.SIGHUP):  # a second signal must not interrupt the cleanup
         signal.signal(other, signal.SIG_IGN)
+    # A signal can land where raising leaves the cleanup stuck (a lock taken, a worker waited for); a service
+    # manager's stop must still end the process, and the next run removes what it left.
+    timer = threading.Timer(TERMINATE_GRACE_S, _terminate_now, args=(signum,))
+    timer.daemon = True
+    timer.start()
     raise Terminated(signum)
+
+
+def _terminate_now(signum: int) -> None:
+    import contextlib
+    import signal
+
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(f"terminated by {signal.Signals(signum).name} (the cleanup did not finish; the next run "
+                         "into the same folder removes its temporary files)\n")
+        sys.stderr.flush()
+    os._exit(128 + signum)
 
 
 def _run(params: dict, *, video: bool) -> None:

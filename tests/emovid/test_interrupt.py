@@ -126,6 +126,36 @@ def test_sigterm_and_sighup_mid_video_exit_cleanly_like_ctrl_c(tmp_path, clips, 
                              "short.timeline.png"]  # no temporaries
 
 
+def test_a_cleanup_stuck_after_sigterm_still_ends_the_process_with_143():
+    """A signal can land where the cleanup it starts cannot finish; the process must end anyway, and say so."""
+    code = """
+import signal, sys, threading, time
+import emovid.cli as cli
+cli.TERMINATE_GRACE_S = 0.5
+signal.signal(signal.SIGTERM, cli._on_signal)
+stuck = threading.Lock()
+stuck.acquire()
+print("ready", flush=True)
+try:
+    time.sleep(60)
+finally:
+    stuck.acquire()  # a cleanup that never finishes
+"""
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=environment(), preexec_fn=default_sigint)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=WAIT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, stderr
+    assert stderr.strip() == ("terminated by SIGTERM (the cleanup did not finish; the next run into the same folder "
+                              "removes its temporary files)")
+
+
 def test_ctrl_c_before_the_analysis_is_exit_130_too(tmp_path, clips, monkeypatch):
     """Ctrl-C while the command sets up (imports, console, inputs) is one line and exit 130, not "Aborted!"."""
     from typer.testing import CliRunner
