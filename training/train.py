@@ -125,7 +125,7 @@ def _augmenter(seed: int, kind: str = "standard"):
 def _video_degradation(seed: int):
     """A Keras layer that degrades a batch of 0-255 faces as real footage does: focus and motion blur, small
     faces upscaled, sensor noise, a hand or microphone over part of the face. Batch-wide tensor ops, so it costs
-    little next to the model (Keras' per-image blur and erasing layers made an epoch several times longer)."""
+    little next to the model, unlike Keras' per-image blur and erasing layers."""
     import keras
     import tensorflow as tf
 
