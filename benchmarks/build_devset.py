@@ -3,9 +3,10 @@
     python -m benchmarks.build_devset --out ../devset MIRRORS/ali-vilab+dreamtalk \
         MIRRORS/jixinya+EAMM [MIRRORS/CheyneyComputerScience+CREMA-D ...]
 
-Each argument is a bare git mirror (as the `fetch` tool leaves them, read at HEAD with `git`) or a plain folder.
-Clips are recognised by their data set's file naming (RAVDESS, CREMA-D, MEAD) plus a short table of known
-unnamed MEAD clips; git-lfs pointer stubs are skipped. Every clip is decoded with PyAV, scaled down to at most
+Each argument is a bare git mirror (as the `fetch` tool leaves them, read at HEAD with `git`, or at another commit
+as MIRROR@COMMIT) or a plain folder. Clips are recognised by their data set's file naming (RAVDESS, CREMA-D, MEAD)
+plus a short table of known unnamed MEAD clips; git-lfs pointer stubs and files missing from a snapshot are skipped,
+and a RAVDESS take is kept once (see `take` in main). Every clip is decoded with PyAV, scaled down to at most
 640 px on the longer side, and re-encoded as silent H.264 mp4 (single-threaded x264, so reruns are identical).
 Writes OUT/clips/<dataset>/<split>/<name>.mp4 and OUT/labels.csv, and prints the counts.
 """
@@ -37,7 +38,8 @@ LICENCES = {
 TEST_ACTORS = {"RAVDESS": {"05"}, "CREMA-D": {"1001"}, "MEAD": {"M030", "W009", "W011"}}
 MAX_SIDE = 640
 
-RAVDESS_RE = re.compile(r"(?:^|/)(0[12])-(0[12])-(0[1-8])-(0[12])-(0[12])-(0[12])-(\d\d)\.mp4$")
+# RAVDESS: 01-01-03-02-01-01-05.mp4, or a padded face crop 01-01-03-02-01-01-05_facecroppad.avi
+RAVDESS_RE = re.compile(r"(?:^|/)(0[12])-(0[12])-(0[1-8])-(0[12])-(0[12])-(0[12])-(\d\d)(?:\.mp4|_facecroppad\.avi)$")
 RAVDESS_EMO = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry", "06": "fear",
                "07": "disgust", "08": "surprise"}
 CREMA_RE = re.compile(r"(?:^|/)(\d{4})_([A-Z]{3})_(ANG|DIS|FEA|HAP|NEU|SAD)_([A-Z]{2})\.(?:flv|mp4)$")
@@ -58,14 +60,17 @@ KNOWN = {
 
 
 class Source:
-    """Files of one mirror: a bare git dir read at HEAD, or a plain folder."""
+    """Files of one mirror: a bare git dir read at HEAD (or at COMMIT, given as PATH@COMMIT), or a plain folder."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, spec: str):
+        path, at, rev = spec.rpartition("@") if "@" in spec else (spec, "", "HEAD")
+        self.path = path = Path(path).resolve()
         self.bare = (path / "HEAD").is_file() and (path / "objects").is_dir()
+        if at and not self.bare:
+            raise SystemExit(f"{spec}: @COMMIT needs a git mirror")
         owner_repo = path.parent.name if path.name == "repo" else path.name
         self.repo = owner_repo.replace("+", "/", 1)
-        self.commit = self._git("rev-parse", "HEAD").decode().strip() if self.bare else ""
+        self.commit = self._git("rev-parse", f"{rev}^{{commit}}").decode().strip() if self.bare else ""
 
     def _git(self, *args: str) -> bytes:
         return subprocess.run(["git", f"--git-dir={self.path}", *args], check=True, capture_output=True).stdout
@@ -74,17 +79,17 @@ class Source:
         if not self.bare:
             return sorted((p.relative_to(self.path).as_posix(), p.stat().st_size)
                           for p in self.path.rglob("*") if p.is_file())
-        rows = self._git("ls-tree", "-r", "-l", "-z", "HEAD").decode().split("\0")
+        rows = self._git("ls-tree", "-r", "-l", "-z", self.commit).decode().split("\0")
         out = []
         for row in filter(None, rows):
             meta, name = row.split("\t", 1)
             size = meta.split()[3]
-            out.append((name, int(size) if size.isdigit() else -1))
+            out.append((name, int(size) if size.isdigit() else -1))  # -1: a blob the snapshot lacks
         return sorted(out)
 
     def read(self, name: str) -> bytes:
         if self.bare:
-            return self._git("show", f"HEAD:{name}")
+            return self._git("show", f"{self.commit}:{name}")
         return (self.path / name).read_bytes()
 
     def cite(self, name: str) -> str:
@@ -121,6 +126,8 @@ def convert(data: bytes, out: Path) -> tuple[int, int, int]:
         enc = dst.add_stream("libx264", rate=Fraction(rate).limit_denominator(1001))
         enc.width, enc.height, enc.pix_fmt = tw, th, "yuv420p"
         enc.options = {"crf": "18", "preset": "medium", "threads": "1"}
+        if tw % 128:  # x264's MB-tree then reads uninitialised memory and reruns differ (seen on 224 px RAVDESS crops)
+            enc.options = {**enc.options, "x264-params": "mbtree=0"}
         for img in frames:
             if img.shape[1] != tw or img.shape[0] != th:
                 img = cv2.resize(img, (tw, th), interpolation=cv2.INTER_AREA)
@@ -133,14 +140,14 @@ def convert(data: bytes, out: Path) -> tuple[int, int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.build_devset", description=__doc__.splitlines()[0])
-    ap.add_argument("mirrors", nargs="+", type=Path, help="bare git mirrors or plain folders")
+    ap.add_argument("mirrors", nargs="+", help="bare git mirrors (MIRROR@COMMIT: at COMMIT) or plain folders")
     ap.add_argument("--out", type=Path, default=Path("../devset"))
     ap.add_argument("--calm-as-neutral", action="store_true", help="keep RAVDESS 'calm' clips, labelled neutral")
     args = ap.parse_args(argv)
 
-    rows, skipped = [], Counter()
-    for path in args.mirrors:
-        src = Source(path.resolve())
+    rows, skipped, seen = [], Counter(), set()
+    for spec in args.mirrors:
+        src = Source(spec)
         for name, size in src.files():
             hit = recognise(src.repo, name)
             if hit is None:
@@ -151,8 +158,17 @@ def main(argv: list[str] | None = None) -> int:
             if emotion not in EMOTIONS:
                 skipped[f"{dataset}: label not in the 7 classes"] += 1
                 continue
-            if 0 <= size < 1024:  # a git-lfs pointer (or other stub), never a real clip
+            if size < 0:
+                skipped[f"{dataset}: missing from the snapshot"] += 1
+                continue
+            if size < 1024:  # a git-lfs pointer (or other stub), never a real clip
                 skipped[f"{dataset}: git-lfs pointer / stub, no video"] += 1
+                continue
+            # One clip per take: RAVDESS has each take as audio-video (01-) and video-only (02-), and repositories
+            # may add a face crop of it; the first in name order wins (the original before its crop, 01- before 02-).
+            take = (dataset, stem[3:20] if dataset == "RAVDESS" else stem)
+            if take in seen:
+                skipped[f"{dataset}: another file of a take already kept"] += 1
                 continue
             data = src.read(name)
             split = "test" if actor in TEST_ACTORS[dataset] else "dev"
@@ -162,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # noqa: BLE001 - report and go on
                 skipped[f"{dataset}: undecodable ({type(exc).__name__})"] += 1
                 continue
+            seen.add(take)
             rows.append({"file": rel.as_posix(), "emotion": emotion, "start_s": "", "end_s": "", "dataset": dataset,
                          "actor": actor, "split": split, "source": src.cite(name), "licence": LICENCES[dataset]})
             print(f"  {rel}  {emotion:8s} {n:4d} frames {w}x{h}", file=sys.stderr)
