@@ -173,7 +173,7 @@ class ProcessRun:
     stderr: str
 
     def result(self) -> dict:
-        """The JSON object on the last such line of stdout (what the peer and the floor scripts print)."""
+        """The JSON object on the last such line of stdout (what the peer script prints)."""
         line = next((line for line in reversed(self.stdout.strip().splitlines()) if line.startswith("{")), None)
         if line is None:
             raise ValueError(f"no result line in the output: {self.stdout[-200:]!r}")
