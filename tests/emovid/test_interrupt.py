@@ -48,6 +48,25 @@ def size_of(path: Path) -> int:
         return 0
 
 
+def signal_when(args: list[str], signum: int, ready) -> tuple[int, str, str]:
+    """Start `args`, send `signum` once `ready(proc)` is true, and return (exit code, stdout, stderr)."""
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment(),
+                            preexec_fn=default_sigint)
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while not ready(proc):
+            assert proc.poll() is None, f"finished before it could be signalled: {proc.communicate()}"
+            assert time.monotonic() < deadline, "never got ready to be signalled"
+            time.sleep(0.02)
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=WAIT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, stdout, stderr
+
+
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory) -> tuple[Path, Path, Path]:
     folder = tmp_path_factory.mktemp("clips")
@@ -65,22 +84,10 @@ def test_sigint_mid_video_exits_130_cleanly_and_a_rerun_resumes(tmp_path, clips,
     short, long, model = clips
     out = tmp_path / "out"
     args = emovid(*command, short, long, "--model", model, "--device", "cpu", "--out", out)
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment(),
-                            preexec_fn=default_sigint)
-    try:
-        deadline = time.monotonic() + WAIT_S
-        # the long video's first output is open: the short one is done and the long one is being analysed
-        while not any(name.startswith(started) for name in files_in(out)):
-            assert proc.poll() is None, f"finished before it could be interrupted: {proc.communicate()}"
-            assert time.monotonic() < deadline, "the long video never started"
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=WAIT_S)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, stderr
+    # the long video's first output is open: the short one is done and the long one is being analysed
+    code, stdout, stderr = signal_when(args, signal.SIGINT,
+                                       lambda _: any(name.startswith(started) for name in files_in(out)))
+    assert code == 130, stderr
     assert stderr.splitlines()[-1] == "interrupted (unfinished outputs removed)"
     assert "Traceback" not in stderr and stdout == ""
     done_short = [f"short.{suffix}" for suffix in outputs]
@@ -104,22 +111,10 @@ def test_sigterm_and_sighup_mid_video_exit_cleanly_like_ctrl_c(tmp_path, clips, 
     short, long, model = clips
     out = tmp_path / "out"
     args = emovid("timeline", short, long, "--per-frame", "--model", model, "--device", "cpu", "--out", out)
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment(),
-                            preexec_fn=default_sigint)
-    try:
-        deadline = time.monotonic() + WAIT_S
-        # the long video's per-frame table has rows on disk: its analysis is under way, past its start-up
-        while not any(name.startswith(".long.frames.csv.tmp-") and size_of(out / name) > 0 for name in files_in(out)):
-            assert proc.poll() is None, f"finished before it could be stopped: {proc.communicate()}"
-            assert time.monotonic() < deadline, "the long video never started"
-            time.sleep(0.02)
-        proc.send_signal(signum)
-        stdout, stderr = proc.communicate(timeout=WAIT_S)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == code, stderr
+    # the long video's per-frame table has rows on disk: its analysis is under way, past its start-up
+    returncode, stdout, stderr = signal_when(args, signum, lambda _: any(
+        name.startswith(".long.frames.csv.tmp-") and size_of(out / name) > 0 for name in files_in(out)))
+    assert returncode == code, stderr
     assert stderr.splitlines()[-1] == f"terminated by {signal.Signals(signum).name} (unfinished outputs removed)"
     assert "Traceback" not in stderr and stdout == ""
     assert files_in(out) == ["short.emovid.json", "short.frames.csv", "short.timeline.csv",
@@ -141,17 +136,9 @@ try:
 finally:
     stuck.acquire()  # a cleanup that never finishes
 """
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=environment(), preexec_fn=default_sigint)
-    try:
-        assert proc.stdout.readline().strip() == "ready"
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=WAIT_S)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 143, stderr
+    returncode, _, stderr = signal_when([sys.executable, "-c", code], signal.SIGTERM,
+                                        lambda proc: proc.stdout.readline().strip() == "ready")
+    assert returncode == 143, stderr
     assert stderr.strip() == ("terminated by SIGTERM (the cleanup did not finish; the next run into the same folder "
                               "removes its temporary files)")
 
